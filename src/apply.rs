@@ -1,0 +1,505 @@
+//! Executing a [`Plan`] against a replica cluster: namespaces first, then objects in the kind
+//! table's order (data before workloads), prunes last; a bounded number of requests in flight;
+//! every write retried with backoff and recorded as a job.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diff::{Action, Change, Plan};
+use crate::endpoint::Cluster;
+use crate::endpoint::cluster::Error as ClusterError;
+use crate::normalize::{CHANGE_KEY_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION};
+use crate::retry::RetryPolicy;
+use crate::secret;
+use crate::snapshot::{Entry, ObjectRef, Snapshot};
+use crate::store::{self, NewJob, Operation, Store};
+
+/// How to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Requests in flight per replica.
+    pub workers: usize,
+    /// Send server-side dry-run requests: validate everything, change nothing, record nothing.
+    pub dry_run: bool,
+    /// Delete and re-create workloads whose immutable fields changed.
+    pub recreate: bool,
+    /// How writes are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            workers: 4,
+            dry_run: false,
+            recreate: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What happened on one replica.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// The replica's name.
+    pub replica: String,
+    /// Namespaces created.
+    pub namespaces_created: usize,
+    /// Objects created.
+    pub created: usize,
+    /// Objects updated (adoptions and reverted edits included).
+    pub updated: usize,
+    /// Objects deleted and re-created.
+    pub recreated: usize,
+    /// Objects deleted because they are gone from the source.
+    pub pruned: usize,
+    /// Objects already in step.
+    pub unchanged: usize,
+    /// Objects left alone: the replica has its own copy and adoption is off.
+    pub conflicts: usize,
+    /// Objects whose change failed.
+    pub failed: usize,
+    /// Write requests sent to the replica.
+    pub writes: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Why the whole replica failed, when it did (unreachable, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Progress of an apply, for bars and log lines.
+pub trait Progress: Sync {
+    /// The replica has `total` changes to make.
+    fn started(&self, replica: &str, total: usize);
+    /// One change ended.
+    fn finished(
+        &self,
+        replica: &str,
+        change: &Change,
+        result: &Result<Done, String>,
+        elapsed: Duration,
+    );
+    /// Every change of the replica ended.
+    fn completed(&self, report: &Report);
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn started(&self, _: &str, _: usize) {}
+    fn finished(&self, _: &str, _: &Change, _: &Result<Done, String>, _: Duration) {}
+    fn completed(&self, _: &Report) {}
+}
+
+/// How a change was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Server-side applied (created or updated).
+    Applied,
+    /// Deleted and applied again.
+    Recreated,
+    /// Deleted.
+    Deleted,
+}
+
+/// The object k8s-sync sends: the normalized source object with its bookkeeping annotations and
+/// the managed label.
+pub fn apply_body(entry: &Entry, source: &str) -> Value {
+    let mut object = entry.object.clone();
+    let metadata = object["metadata"]
+        .as_object_mut()
+        .expect("normalized objects have metadata");
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    annotations[SOURCE_ANNOTATION] = source.into();
+    annotations[CHANGE_KEY_ANNOTATION] = entry.change_key.as_str().into();
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Default::default()));
+    labels[MANAGED_LABEL] = "true".into();
+    object
+}
+
+/// Applies `plan` (made from `desired` and `live`) to `cluster`, recording jobs in `store`
+/// unless this is a dry run.
+pub async fn apply(
+    cluster: &Cluster,
+    plan: &Plan,
+    desired: &Snapshot,
+    live: &Snapshot,
+    store: &Store,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<Report, store::Error> {
+    let started = Instant::now();
+    let writes_before = cluster
+        .requests()
+        .writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut report = Report {
+        replica: plan.replica.clone(),
+        ..Report::default()
+    };
+    let work: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::InSync | Action::Conflict))
+        .collect();
+    progress.started(&plan.replica, work.len());
+
+    for change in &plan.changes {
+        match change.action {
+            Action::InSync => {
+                report.unchanged += 1;
+                if let (Some(key), false) = (&change.desired_key, options.dry_run) {
+                    store.settle(
+                        &plan.replica,
+                        change.kind.kind,
+                        &change.namespace,
+                        &change.name,
+                        key.as_str(),
+                    )?;
+                }
+            }
+            Action::Conflict => report.conflicts += 1,
+            _ => {}
+        }
+    }
+
+    for namespace in &plan.missing_namespaces {
+        let (result, _) = options
+            .retry
+            .run(ClusterError::transience, || {
+                cluster.ensure_namespace(namespace, options.dry_run)
+            })
+            .await;
+        // A namespace that cannot be made fails its objects on their own, with the server's
+        // message, so nothing more is needed here.
+        if result.is_ok() {
+            report.namespaces_created += 1;
+        }
+    }
+
+    let mut stages: Vec<(u8, Vec<&Change>)> = Vec::new();
+    for change in work {
+        // Prunes go last, workloads before the data they mount.
+        let stage = match change.action {
+            Action::Prune => 100 - change.kind.apply_order,
+            _ => change.kind.apply_order,
+        };
+        match stages.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, changes)) => changes.push(change),
+            None => stages.push((stage, vec![change])),
+        }
+    }
+    stages.sort_by_key(|(stage, _)| *stage);
+
+    for (_, changes) in stages {
+        let results: Vec<_> = futures::stream::iter(changes)
+            .map(|change| run_job(cluster, change, desired, live, store, options, progress))
+            .buffer_unordered(options.workers.max(1))
+            .collect()
+            .await;
+        for (change, result) in results {
+            match (result?, change.action) {
+                (Err(_), _) => report.failed += 1,
+                (Ok(Done::Recreated), _) => report.recreated += 1,
+                (Ok(Done::Deleted), _) => report.pruned += 1,
+                (Ok(Done::Applied), Action::Create) => report.created += 1,
+                (Ok(Done::Applied), _) => report.updated += 1,
+            }
+        }
+    }
+    report.writes = cluster
+        .requests()
+        .writes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - writes_before;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    progress.completed(&report);
+    Ok(report)
+}
+
+/// Records every object of `desired` as a failed job on a replica that could not be read, so
+/// the failure is visible per object and a later pass settles or re-runs each.
+pub fn fail_unreachable(
+    replica: &str,
+    desired: &Snapshot,
+    error: &str,
+    store: &Store,
+    progress: &dyn Progress,
+) -> Result<Report, store::Error> {
+    for (reference, entry) in &desired.objects {
+        let id = store.begin(&new_job(
+            replica,
+            reference,
+            Operation::Apply,
+            entry.change_key.as_str(),
+            "sync",
+        ))?;
+        store.finish(id, Err(error), 0, Duration::ZERO)?;
+    }
+    let report = Report {
+        replica: replica.to_string(),
+        failed: desired.objects.len(),
+        error: Some(error.to_string()),
+        ..Report::default()
+    };
+    progress.completed(&report);
+    Ok(report)
+}
+
+fn new_job<'a>(
+    replica: &'a str,
+    reference: &'a ObjectRef,
+    operation: Operation,
+    change_key: &'a str,
+    action: &'a str,
+) -> NewJob<'a> {
+    NewJob {
+        replica,
+        kind: reference.kind.kind,
+        namespace: &reference.namespace,
+        name: &reference.name,
+        operation,
+        change_key,
+        action,
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::NeedsRecreate => "recreate",
+        Action::Prune => "prune",
+        Action::InSync => "none",
+        Action::Conflict => "conflict",
+    }
+}
+
+async fn run_job<'c>(
+    cluster: &Cluster,
+    change: &'c Change,
+    desired: &Snapshot,
+    live: &Snapshot,
+    store: &Store,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> (&'c Change, Result<Result<Done, String>, store::Error>) {
+    let reference = change.reference();
+    let want = desired.objects.get(&reference);
+    let have = live.objects.get(&reference);
+    let (operation, key) = match (change.action, want, have) {
+        (Action::Prune, _, Some(have)) => (
+            Operation::Delete,
+            have.applied
+                .as_ref()
+                .map_or(have.change_key.as_str(), |a| a.change_key.as_str()),
+        ),
+        (_, Some(want), _) => (Operation::Apply, want.change_key.as_str()),
+        _ => unreachable!("plans only hold changes to objects one side has"),
+    };
+    let job = if options.dry_run {
+        None
+    } else {
+        let job = new_job(
+            cluster.name(),
+            &reference,
+            operation,
+            key,
+            action_name(change.action),
+        );
+        match store
+            .begin(&job)
+            .and_then(|id| store.start(id).map(|()| id))
+        {
+            Ok(id) => Some(id),
+            Err(e) => return (change, Err(e)),
+        }
+    };
+    let started = Instant::now();
+    let (result, attempts) = execute(cluster, change, want, have, &desired.source, options).await;
+    let elapsed = started.elapsed();
+    let result = result.map_err(|e| {
+        let message = format!("{e:#}");
+        match want {
+            Some(want) if want.object.get("kind").and_then(Value::as_str) == Some("Secret") => {
+                secret::scrub(&message, &want.object)
+            }
+            _ => message,
+        }
+    });
+    if let Some(id) = job {
+        let outcome = result.as_ref().map(drop).map_err(String::as_str);
+        if let Err(e) = store.finish(id, outcome, attempts, elapsed) {
+            return (change, Err(e));
+        }
+    }
+    progress.finished(cluster.name(), change, &result, elapsed);
+    (change, Ok(result))
+}
+
+/// Why one change failed.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("immutable fields changed ({0}); rerun with --recreate to delete and re-create it")]
+    NeedsRecreate(String),
+    #[error(
+        "immutable fields changed ({0}); PersistentVolumeClaims are never deleted to re-create them"
+    )]
+    NeverRecreated(String),
+    #[error("Secret values were redacted in the source snapshot; they cannot be applied")]
+    Redacted,
+    #[error("still present {0:?} after its deletion")]
+    DeletionStuck(Duration),
+}
+
+async fn execute(
+    cluster: &Cluster,
+    change: &Change,
+    want: Option<&Entry>,
+    have: Option<&Entry>,
+    source: &str,
+    options: &ApplyOptions,
+) -> (Result<Done, JobError>, u32) {
+    let retry = options.retry;
+    let transience = |e: &ClusterError| e.transience();
+    let kind = change.kind;
+    let identity = have.and_then(|h| h.identity.as_ref());
+    if change.action == Action::Prune {
+        let (result, attempts) = retry
+            .run(transience, || {
+                cluster.delete(
+                    kind,
+                    &change.namespace,
+                    &change.name,
+                    identity,
+                    options.dry_run,
+                )
+            })
+            .await;
+        return (result.map(|()| Done::Deleted).map_err(Into::into), attempts);
+    }
+    let want = want.expect("only prunes lack a desired object");
+    if want.redacted {
+        return (Err(JobError::Redacted), 0);
+    }
+    let body = apply_body(want, source);
+    let mut attempts = 0;
+    if change.action != Action::NeedsRecreate {
+        let (result, tries) = retry
+            .run(transience, || cluster.apply(kind, &body, options.dry_run))
+            .await;
+        attempts += tries;
+        match result {
+            Ok(_) => return (Ok(Done::Applied), attempts),
+            Err(e) if e.is_immutable() => {}
+            Err(e) => return (Err(e.into()), attempts),
+        }
+    }
+    let fields = if change.immutable_paths.is_empty() {
+        "the server refused an in-place update".to_string()
+    } else {
+        change.immutable_paths.join(", ")
+    };
+    if !kind.recreatable {
+        return (Err(JobError::NeverRecreated(fields)), attempts);
+    }
+    if !options.recreate {
+        return (Err(JobError::NeedsRecreate(fields)), attempts);
+    }
+    let (result, tries) = retry
+        .run(transience, || {
+            cluster.delete(
+                kind,
+                &change.namespace,
+                &change.name,
+                identity,
+                options.dry_run,
+            )
+        })
+        .await;
+    attempts += tries;
+    if let Err(e) = result {
+        return (Err(e.into()), attempts);
+    }
+    if options.dry_run {
+        return (Ok(Done::Recreated), attempts);
+    }
+    if let Err(e) = wait_until_gone(cluster, change).await {
+        return (Err(e), attempts);
+    }
+    let (result, tries) = retry
+        .run(transience, || cluster.apply(kind, &body, false))
+        .await;
+    (
+        result.map(|_| Done::Recreated).map_err(Into::into),
+        attempts + tries,
+    )
+}
+
+/// Background deletion of an object without finalizers is immediate, but the apply must not
+/// race it: wait (bounded) until the server no longer has it.
+async fn wait_until_gone(cluster: &Cluster, change: &Change) -> Result<(), JobError> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let deadline = Instant::now() + LIMIT;
+    let mut pause = Duration::from_millis(20);
+    while cluster
+        .exists(change.kind, &change.namespace, &change.name)
+        .await?
+    {
+        if Instant::now() > deadline {
+            return Err(JobError::DeletionStuck(LIMIT));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Scope;
+    use crate::snapshot::RawObject;
+    use serde_json::json;
+
+    #[test]
+    fn the_apply_body_carries_bookkeeping() {
+        let raw = RawObject {
+            value: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "namespace": "shop", "uid": "1"}, "data": {"k": "v"}}),
+            origin: "t".into(),
+            archived: None,
+        };
+        let snapshot = Snapshot::build("primary", [raw], &Scope::default()).unwrap();
+        let entry = snapshot.objects.values().next().unwrap();
+        let body = apply_body(entry, "primary");
+        assert_eq!(
+            body["metadata"]["annotations"][SOURCE_ANNOTATION],
+            "primary"
+        );
+        assert_eq!(
+            body["metadata"]["annotations"][CHANGE_KEY_ANNOTATION],
+            entry.change_key.as_str()
+        );
+        assert_eq!(body["metadata"]["labels"][MANAGED_LABEL], "true");
+        assert!(body["metadata"].get("uid").is_none());
+        // Normalizing what was applied gives back the source's object and key.
+        let mut round_trip = body.clone();
+        crate::normalize::normalize(
+            &mut round_trip,
+            crate::kinds::by_plural("configmaps").unwrap(),
+        );
+        assert_eq!(round_trip, entry.object);
+    }
+}

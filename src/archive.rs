@@ -1,0 +1,504 @@
+//! The snapshot archive: one normalized YAML file per object and a manifest.
+//!
+//! ```text
+//! DIR/manifest.json                      source, time, tool version, root hash, entries
+//! DIR/<namespace>/<kind plural>/<name>.yaml
+//! ```
+//!
+//! Each manifest entry holds the object's change key (of the unredacted object; none for
+//! redacted Secrets) and the sha256 of its file. The root hash is the sha256 over `path \t change key \t file sha256 \n`
+//! lines in path order, so it changes when any object does.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::kinds;
+use crate::normalize::{self, ChangeKey};
+use crate::secret;
+use crate::snapshot::{ObjectRef, Snapshot};
+
+/// The manifest's file name at the root of an archive.
+pub const MANIFEST: &str = "manifest.json";
+/// The format tag written into every manifest.
+pub const FORMAT: &str = "k8s-sync-snapshot/v1";
+
+/// Whether Secret values are in an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretData {
+    /// Values replaced by a placeholder.
+    Redacted,
+    /// Values written as they are (`--include-secret-data`).
+    Included,
+}
+
+/// The manifest of an archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The source the snapshot was taken from.
+    pub source: String,
+    /// When, as an RFC 3339 UTC timestamp.
+    pub created_at: String,
+    /// The k8s-sync version that wrote it.
+    pub tool_version: String,
+    /// Whether Secret values were written.
+    pub secret_data: SecretData,
+    /// The root hash over every entry.
+    pub root_hash: String,
+    /// One entry per object, in path order.
+    pub objects: Vec<ManifestEntry>,
+}
+
+/// One object in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path of its file, relative to the archive root, `/`-separated.
+    pub path: String,
+    /// Its `kind`.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its change key, computed before any redaction. Absent for redacted Secrets: a hash of
+    /// the values would let a weak one be guessed offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_key: Option<String>,
+    /// sha256 (hex) of the file's bytes.
+    pub sha256: String,
+    /// Whether Secret values were redacted in the file.
+    #[serde(default)]
+    pub redacted: bool,
+}
+
+/// An archive that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {action}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The output directory already holds files.
+    #[error("{0}: directory is not empty; choose a new one")]
+    NotEmpty(PathBuf),
+    /// The manifest is missing or malformed.
+    #[error("{path}: not a k8s-sync snapshot manifest: {reason}")]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// The relative file path of an object in an archive.
+pub fn object_path(reference: &ObjectRef) -> String {
+    format!(
+        "{}/{}/{}.yaml",
+        reference.namespace, reference.kind.plural, reference.name
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn root_hash(entries: &[ManifestEntry]) -> String {
+    let mut text = String::new();
+    for e in entries {
+        let key = e.change_key.as_deref().unwrap_or("-");
+        text.push_str(&format!("{}\t{key}\t{}\n", e.path, e.sha256));
+    }
+    ChangeKey::of_bytes(text.as_bytes()).to_string()
+}
+
+/// Renders a snapshot into files (relative path, bytes) and the manifest describing them,
+/// without touching the disk.
+pub fn render(
+    snapshot: &Snapshot,
+    secret_data: SecretData,
+    created_at: &str,
+) -> (Vec<(String, String)>, Manifest) {
+    let mut files = Vec::with_capacity(snapshot.objects.len());
+    let mut entries = Vec::with_capacity(snapshot.objects.len());
+    for (reference, entry) in &snapshot.objects {
+        let mut object = entry.object.clone();
+        let redact =
+            secret::is_secret(&object) && (secret_data == SecretData::Redacted || entry.redacted);
+        if redact {
+            secret::redact(&mut object);
+        }
+        let text = normalize::to_yaml(&object);
+        let path = object_path(reference);
+        entries.push(ManifestEntry {
+            path: path.clone(),
+            kind: reference.kind.kind.to_string(),
+            namespace: reference.namespace.clone(),
+            name: reference.name.clone(),
+            change_key: (!redact).then(|| entry.change_key.to_string()),
+            sha256: sha256_hex(text.as_bytes()),
+            redacted: redact,
+        });
+        files.push((path, text));
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        source: snapshot.source.clone(),
+        created_at: created_at.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        secret_data,
+        root_hash: root_hash(&entries),
+        objects: entries,
+    };
+    (files, manifest)
+}
+
+/// Writes a snapshot to `dir`, which must not exist or be empty. The manifest is written last,
+/// so an interrupted write never looks like a complete archive.
+pub fn write(
+    snapshot: &Snapshot,
+    dir: &Path,
+    secret_data: SecretData,
+    created_at: &str,
+) -> Result<Manifest, Error> {
+    if dir.exists() {
+        let mut entries = fs::read_dir(dir).map_err(io_error(dir, "cannot read directory"))?;
+        if entries.next().is_some() {
+            return Err(Error::NotEmpty(dir.to_path_buf()));
+        }
+    }
+    let (files, manifest) = render(snapshot, secret_data, created_at);
+    for (relative, text) in &files {
+        let path = dir.join(relative);
+        let parent = path.parent().expect("object paths have parents");
+        fs::create_dir_all(parent).map_err(io_error(parent, "cannot create directory"))?;
+        fs::write(&path, text).map_err(io_error(&path, "cannot write file"))?;
+    }
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
+    fs::write(&path, json + "\n").map_err(io_error(&path, "cannot write file"))?;
+    Ok(manifest)
+}
+
+/// Writes `snapshot` to `root/<UTC timestamp>/` (Secret values redacted), unless the newest
+/// snapshot already under `root` has the same root hash. Returns the new directory, if any.
+pub fn write_if_changed(snapshot: &Snapshot, root: &Path) -> Result<Option<PathBuf>, Error> {
+    let now = jiff::Timestamp::now();
+    let (_, manifest) = render(snapshot, SecretData::Redacted, "");
+    let unchanged = newest(root)?
+        .is_some_and(|dir| read_manifest(&dir).is_ok_and(|m| m.root_hash == manifest.root_hash));
+    if unchanged {
+        return Ok(None);
+    }
+    // Sortable and free of characters some filesystems refuse (`:`).
+    let name = now.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let dir = root.join(name);
+    write(snapshot, &dir, SecretData::Redacted, &now.to_string())?;
+    Ok(Some(dir))
+}
+
+/// The newest snapshot directory under `root` (names sort by time), if any.
+fn newest(root: &Path) -> Result<Option<PathBuf>, Error> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(root, "cannot read directory")(e)),
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(MANIFEST).is_file())
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    Ok(names.pop())
+}
+
+/// Reads and checks the shape of an archive's manifest.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(io_error(&path, "cannot read manifest"))?;
+    let bad = |reason: String| Error::BadManifest {
+        path: path.clone(),
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if manifest.format != FORMAT {
+        return Err(bad(format!(
+            "format {:?}, expected {FORMAT:?}",
+            manifest.format
+        )));
+    }
+    Ok(manifest)
+}
+
+/// A path inside an archive that is relative and cannot climb out of it.
+fn is_contained(relative: &str) -> bool {
+    let path = Path::new(relative);
+    !relative.is_empty()
+        && path.components().all(
+            |c| matches!(c, Component::Normal(part) if !part.to_string_lossy().starts_with('.')),
+        )
+}
+
+/// One way an archive differs from its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", content = "path", rename_all = "snake_case")]
+pub enum Finding {
+    /// A file's bytes (or, for unredacted objects, its content's change key) do not match.
+    Changed(String),
+    /// A file the manifest lists is gone.
+    Removed(String),
+    /// A file the manifest does not list.
+    Added(String),
+    /// The manifest's root hash does not match its entries.
+    RootHash(String),
+    /// An entry names a path outside the archive.
+    UnsafePath(String),
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Changed(p) => write!(f, "changed: {p}"),
+            Finding::Removed(p) => write!(f, "removed: {p}"),
+            Finding::Added(p) => write!(f, "added: {p}"),
+            Finding::RootHash(p) => write!(f, "root hash does not match the entries of {p}"),
+            Finding::UnsafePath(p) => write!(f, "manifest entry points outside the archive: {p}"),
+        }
+    }
+}
+
+/// Checks every file of an archive against its manifest. An empty list means intact.
+pub fn verify(dir: &Path) -> Result<(Manifest, Vec<Finding>), Error> {
+    let manifest = read_manifest(dir)?;
+    let mut findings = Vec::new();
+    if root_hash(&manifest.objects) != manifest.root_hash {
+        findings.push(Finding::RootHash(MANIFEST.into()));
+    }
+    let mut listed = BTreeSet::new();
+    for entry in &manifest.objects {
+        if !is_contained(&entry.path) {
+            findings.push(Finding::UnsafePath(entry.path.clone()));
+            continue;
+        }
+        listed.insert(entry.path.clone());
+        let path = dir.join(&entry.path);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                findings.push(Finding::Removed(entry.path.clone()));
+                continue;
+            }
+            Err(e) => return Err(io_error(&path, "cannot read file")(e)),
+        };
+        if sha256_hex(&bytes) != entry.sha256 || !content_matches(entry, &bytes) {
+            findings.push(Finding::Changed(entry.path.clone()));
+        }
+    }
+    for file in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let file = file.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            Error::Io {
+                path,
+                action: "cannot list directory",
+                source: e.into(),
+            }
+        })?;
+        if file.file_type().is_dir() {
+            continue;
+        }
+        let relative = file
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir yields paths below its root")
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        if relative != MANIFEST && !listed.contains(&relative) {
+            findings.push(Finding::Added(relative));
+        }
+    }
+    Ok((manifest, findings))
+}
+
+/// For an unredacted entry, the file's normalized content must still have its change key: an
+/// edit that also rewrote the manifest's file hash is caught here.
+fn content_matches(entry: &ManifestEntry, bytes: &[u8]) -> bool {
+    let Some(change_key) = entry.change_key.as_deref().filter(|_| !entry.redacted) else {
+        return true;
+    };
+    let Ok(mut value) = serde_yaml::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
+    let Some(kind) = kinds::by_type(&api_version, &entry.kind) else {
+        return false;
+    };
+    normalize::normalize(&mut value, kind);
+    ChangeKey::of(&value).as_str() == change_key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Scope;
+    use crate::snapshot::RawObject;
+    use serde_json::json;
+
+    fn snapshot() -> Snapshot {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "shop"}, "data": {"k": "v"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}),
+        ];
+        let raw = objects.into_iter().map(|value| RawObject {
+            value,
+            origin: "t".into(),
+            archived: None,
+        });
+        Snapshot::build("primary", raw, &Scope::default()).unwrap()
+    }
+
+    #[test]
+    fn writes_redacted_files_and_a_verifiable_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = write(
+            &snapshot(),
+            dir.path(),
+            SecretData::Redacted,
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(manifest.objects.len(), 2);
+        let secret = fs::read_to_string(dir.path().join("shop/secrets/db.yaml")).unwrap();
+        assert!(
+            secret.contains(secret::REDACTED) && !secret.contains("aHVudGVyMg=="),
+            "{secret}"
+        );
+        let (_, findings) = verify(dir.path()).unwrap();
+        assert_eq!(findings, []);
+    }
+
+    #[test]
+    fn includes_secret_data_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&snapshot(), dir.path(), SecretData::Included, "t").unwrap();
+        let secret = fs::read_to_string(dir.path().join("shop/secrets/db.yaml")).unwrap();
+        assert!(secret.contains("aHVudGVyMg=="));
+    }
+
+    #[test]
+    fn refuses_a_non_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("x"), "").unwrap();
+        let err = write(&snapshot(), dir.path(), SecretData::Redacted, "t").unwrap_err();
+        assert!(matches!(err, Error::NotEmpty(_)));
+    }
+
+    #[test]
+    fn verify_names_changed_added_and_removed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&snapshot(), dir.path(), SecretData::Redacted, "t").unwrap();
+        fs::write(
+            dir.path().join("shop/configmaps/a.yaml"),
+            "tampered: true\n",
+        )
+        .unwrap();
+        fs::remove_file(dir.path().join("shop/secrets/db.yaml")).unwrap();
+        fs::write(dir.path().join("shop/extra.yaml"), "x: 1\n").unwrap();
+        let (_, findings) = verify(dir.path()).unwrap();
+        assert_eq!(
+            findings,
+            [
+                Finding::Changed("shop/configmaps/a.yaml".into()),
+                Finding::Removed("shop/secrets/db.yaml".into()),
+                Finding::Added("shop/extra.yaml".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn verify_catches_an_edit_that_also_rewrote_the_file_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&snapshot(), dir.path(), SecretData::Redacted, "t").unwrap();
+        let file = dir.path().join("shop/configmaps/a.yaml");
+        let edited = fs::read_to_string(&file).unwrap().replace("k: v", "k: w");
+        fs::write(&file, &edited).unwrap();
+        let mut manifest = read_manifest(dir.path()).unwrap();
+        manifest.objects[0].sha256 = sha256_hex(edited.as_bytes());
+        manifest.root_hash = root_hash(&manifest.objects);
+        fs::write(
+            dir.path().join(MANIFEST),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+        let (_, findings) = verify(dir.path()).unwrap();
+        assert_eq!(
+            findings,
+            [Finding::Changed("shop/configmaps/a.yaml".into())]
+        );
+    }
+
+    #[test]
+    fn verify_rejects_manifest_paths_outside_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&snapshot(), dir.path(), SecretData::Redacted, "t").unwrap();
+        let mut manifest = read_manifest(dir.path()).unwrap();
+        manifest.objects[0].path = "../../etc/passwd".into();
+        manifest.objects[1].path = "/etc/passwd".into();
+        manifest.root_hash = root_hash(&manifest.objects);
+        fs::write(
+            dir.path().join(MANIFEST),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+        let (_, findings) = verify(dir.path()).unwrap();
+        assert!(findings.contains(&Finding::UnsafePath("../../etc/passwd".into())));
+        assert!(findings.contains(&Finding::UnsafePath("/etc/passwd".into())));
+    }
+
+    #[test]
+    fn archives_only_when_the_root_hash_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let first = write_if_changed(&snapshot(), root.path())
+            .unwrap()
+            .expect("first one is written");
+        assert!(first.join(MANIFEST).is_file());
+        assert_eq!(write_if_changed(&snapshot(), root.path()).unwrap(), None);
+        let mut changed = snapshot();
+        changed.objects.values_mut().next().unwrap().change_key = ChangeKey::of_bytes(b"other");
+        let second = write_if_changed(&changed, root.path())
+            .unwrap()
+            .expect("a change is written");
+        assert!(second > first, "{second:?} sorts after {first:?}");
+    }
+
+    #[test]
+    fn verify_reports_a_missing_manifest_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(verify(dir.path()), Err(Error::Io { .. })));
+        fs::write(dir.path().join(MANIFEST), "{}").unwrap();
+        assert!(matches!(verify(dir.path()), Err(Error::BadManifest { .. })));
+    }
+}

@@ -1,0 +1,356 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use k8s_sync::kinds::KindSet;
+use k8s_sync::scope::Scope;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: no drift (diff), snapshot intact (snapshot verify)
+  1  drift found (diff), snapshot tampered (snapshot verify)
+  2  error: bad arguments, unreadable source or replica, invalid YAML";
+
+/// Keeps replica Kubernetes clusters in step with a primary.
+///
+/// Each pass reads the primary's Deployments, StatefulSets, ConfigMaps, Secrets and
+/// PersistentVolumeClaims, normalizes them (volatile fields stripped), keys each by the sha256
+/// of its canonical form, and compares them with every replica. A source or replica is a
+/// directory of manifests (or a snapshot archive) or a kubeconfig file (`FILE#CONTEXT`).
+#[derive(Debug, Parser)]
+#[command(name = "k8s-sync", version, after_long_help = EXIT_CODES)]
+#[command(arg_required_else_help = true, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show how each replica differs from the primary, without changing anything.
+    ///
+    /// Prints a summary line per replica (in sync, create, update, prune, conflict counts), then
+    /// each drifted object with a unified diff of its normalized YAML. Secret values are never
+    /// shown: only which keys were added, removed or changed.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync diff --primary fixtures/snapshots/primary --replica fixtures/snapshots/replica\n",
+        "  k8s-sync diff --primary prod.kubeconfig --replica-dir replicas/ -o json\n\n",
+        "Exit codes:\n  0  every replica is in sync\n  1  drift found\n  2  error"))]
+    Diff(DiffArgs),
+    /// Write a normalized snapshot of a source to a directory, or verify one.
+    ///
+    /// Writes one YAML file per object (DIR/<namespace>/<kind>/<name>.yaml) and a manifest
+    /// with each object's change key, each file's sha256 and a root hash over them. Secret
+    /// values are redacted unless --include-secret-data is given. A snapshot directory can be
+    /// used as a --primary or --replica later.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync snapshot --source fixtures/snapshots/primary --out audit/2026-11-29\n",
+        "  k8s-sync snapshot verify audit/2026-11-29\n\n",
+        "Exit codes:\n  0  written, or intact\n  1  verify: files changed, added or removed\n  2  error"))]
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Snapshot(SnapshotCommand),
+    /// Sync every replica with the primary once, applying only the objects that drifted.
+    ///
+    /// Per replica: creates missing namespaces, then server-side applies (field manager
+    /// k8s-sync, forced) ConfigMaps, Secrets and PVCs, then workloads; prunes objects k8s-sync
+    /// created that are gone from the primary. Every write is retried with backoff and recorded
+    /// as a job in the database. One replica failing never stops the others.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync apply --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
+        "  k8s-sync apply --primary prod.kubeconfig#admin --replica dr=dr.kubeconfig --dry-run\n",
+        "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/ --sync-once   (the original form)\n\n",
+        "Exit codes:\n  0  every change applied\n  1  some objects failed, or were left as conflicts\n",
+        "  2  error before applying (bad arguments, unreadable primary, job database)"))]
+    Apply(ApplyArgs),
+    /// List the recorded jobs, or re-run one.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync jobs list --status failed\n",
+        "  k8s-sync jobs retry 42 --primary prod.kubeconfig --replica-dir replicas/"))]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Color the output: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print only summaries and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: in-sync objects, skipped objects.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// What a pass looks at.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Sync only these namespaces (comma-separated). Default: every namespace.
+    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
+    pub sync_namespaces: Vec<String>,
+    /// Also sync kube-* namespaces (kube-system, kube-public, ...), which are skipped by default.
+    #[arg(long)]
+    pub allow_sensitive_namespaces: bool,
+    /// Kinds to sync (comma-separated): deployments, statefulsets, configmaps, secrets,
+    /// persistentvolumeclaims.
+    #[arg(
+        long,
+        value_name = "KIND,...",
+        default_value = "deployments,statefulsets,configmaps,secrets,persistentvolumeclaims"
+    )]
+    pub kinds: KindSet,
+}
+
+impl ScopeArgs {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            kinds: self.kinds,
+            namespaces: (!self.sync_namespaces.is_empty())
+                .then(|| self.sync_namespaces.iter().cloned().collect()),
+            allow_sensitive_namespaces: self.allow_sensitive_namespaces,
+        }
+    }
+}
+
+/// The source and replicas of a pass.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    /// The source: a directory of manifests or snapshot, or a kubeconfig (FILE#CONTEXT).
+    #[arg(long, value_name = "SRC")]
+    pub primary: String,
+    /// A replica: a directory or kubeconfig, optionally named NAME=PATH. Repeatable.
+    #[arg(long, value_name = "DST")]
+    pub replica: Vec<String>,
+    /// A directory in which every regular, non-hidden file is a replica kubeconfig, named
+    /// after its file stem.
+    #[arg(long, value_name = "DIR")]
+    pub replica_dir: Option<PathBuf>,
+    /// The name recorded in the k8s-sync.io/source annotation of every object applied, and
+    /// used to recognise this primary's objects when pruning. Default: the primary's name (its
+    /// kubeconfig's file stem, or the source recorded in a snapshot).
+    #[arg(long, value_name = "NAME")]
+    pub source_name: Option<String>,
+    /// Report replica objects k8s-sync did not create, and that differ, as conflicts instead of
+    /// adopting them.
+    #[arg(long)]
+    pub no_adopt: bool,
+    /// Keep objects k8s-sync created that are gone from the primary.
+    #[arg(long)]
+    pub no_prune: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also write the primary's snapshot to DIR/<UTC timestamp>/, when it differs from the
+    /// newest snapshot already there (Secret values redacted).
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+}
+
+/// How changes are applied.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Requests in flight per replica.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_count: u16,
+    /// Send server-side dry-run requests: the servers validate every change, nothing is
+    /// changed, no job is recorded.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete and re-create workloads whose immutable fields (selector, StatefulSet spec)
+    /// changed. PersistentVolumeClaims are never deleted.
+    #[arg(long)]
+    pub recreate: bool,
+    /// Attempts per write (the first included) for 429, 5xx and connection errors.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+    /// The job database (SQLite).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "k8s-sync.db",
+        env = "K8S_SYNC_DB"
+    )]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCommand {
+    #[command(subcommand)]
+    pub action: JobsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// List jobs, newest first.
+    #[command(after_long_help = "Example:\n  k8s-sync jobs list --status failed -o json")]
+    List {
+        /// Only jobs in this state: pending, running, succeeded, failed.
+        #[arg(long, value_parser = ["pending", "running", "succeeded", "failed"])]
+        status: Option<String>,
+        /// Only jobs of this replica.
+        #[arg(long)]
+        replica: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The job database (SQLite).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "k8s-sync.db",
+            env = "K8S_SYNC_DB"
+        )]
+        db: PathBuf,
+    },
+    /// Re-run one job now: re-reads the object from the primary and the replica and applies
+    /// what is needed. Exit 0 when the job succeeded, 1 when it failed again.
+    #[command(
+        after_long_help = "Example:\n  k8s-sync jobs retry 42 --primary prod.kubeconfig --replica-dir replicas/"
+    )]
+    Retry {
+        /// The job's id, as `jobs list` shows it.
+        id: i64,
+        #[command(flatten)]
+        pass: PassArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotCommand {
+    #[command(subcommand)]
+    pub verify: Option<SnapshotVerify>,
+    /// The source to snapshot: a directory of manifests or a kubeconfig (FILE#CONTEXT).
+    #[arg(long, value_name = "SRC", required = true)]
+    pub source: Option<String>,
+    /// The directory to write; it must not exist or be empty.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
+    /// Write Secret values in clear. Default: redacted.
+    #[arg(long)]
+    pub include_secret_data: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotVerify {
+    /// Check a snapshot directory against its manifest: every file present, unchanged, and
+    /// no file added. Exit 0 intact, 1 tampered (each finding named), 2 error.
+    #[command(after_long_help = "Example:\n  k8s-sync snapshot verify audit/2026-11-29")]
+    Verify {
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
+}
+
+/// The original command line had no subcommand: `k8s-sync --primary P --replica-dir D
+/// [--sync-once]`. `--sync-once` runs `apply`; without it the original ran continuously.
+pub fn seed_form(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, &'static str> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    let is_seed = first.starts_with("--")
+        && !matches!(
+            first,
+            "--help" | "--version" | "--color" | "--output" | "--quiet" | "--verbose"
+        )
+        && !first.starts_with("--color=")
+        && !first.starts_with("--output=");
+    if !is_seed {
+        return Ok(args);
+    }
+    if !args.iter().any(|a| a == "--sync-once") {
+        return Err(
+            "without a command, k8s-sync runs continuously (watch mode), which this version does not have; add --sync-once, or use `k8s-sync apply`",
+        );
+    }
+    let mut rewritten: Vec<_> = args.into_iter().filter(|a| a != "--sync-once").collect();
+    rewritten.insert(1, "apply".into());
+    Ok(rewritten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_seed_form_means_apply() {
+        let args = |list: &[&str]| {
+            list.iter()
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        let seed = args(&[
+            "k8s-sync",
+            "--primary",
+            "p",
+            "--replica-dir",
+            "d",
+            "--sync-once",
+        ]);
+        assert_eq!(
+            seed_form(seed).unwrap(),
+            args(&["k8s-sync", "apply", "--primary", "p", "--replica-dir", "d"])
+        );
+        assert!(seed_form(args(&["k8s-sync", "--primary", "p", "--replica-dir", "d"])).is_err());
+        let normal = args(&["k8s-sync", "diff", "--primary", "p"]);
+        assert_eq!(seed_form(normal.clone()).unwrap(), normal);
+        let help = args(&["k8s-sync", "--help"]);
+        assert_eq!(seed_form(help.clone()).unwrap(), help);
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        let mut cli = Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("Example"),
+                "{} --help has no example",
+                sub.get_name()
+            );
+        }
+    }
+}

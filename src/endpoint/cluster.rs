@@ -1,0 +1,452 @@
+//! Cluster endpoints: a Kubernetes API server reached through a kubeconfig.
+//!
+//! A pass costs one paginated LIST per kind (cluster-wide, or per namespace with
+//! `--sync-namespaces`) plus one of namespaces; never a GET per object.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::params::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
+use serde_json::{Value, json};
+
+use crate::kinds::Kind;
+use crate::normalize::MANAGED_LABEL;
+use crate::retry::{RetryPolicy, Transience};
+use crate::scope::Scope;
+use crate::snapshot::RawObject;
+
+/// The field manager k8s-sync applies as.
+pub const FIELD_MANAGER: &str = "k8s-sync";
+/// Objects per LIST page.
+const PAGE_SIZE: u32 = 500;
+
+/// A connection to one API server.
+#[derive(Clone)]
+pub struct Cluster {
+    name: String,
+    client: kube::Client,
+    retry: RetryPolicy,
+    requests: Arc<Requests>,
+}
+
+/// Requests sent to a cluster, counted as reads and writes.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// LISTs, GETs.
+    pub reads: AtomicU64,
+    /// Applies, creates, deletes (dry-run ones included).
+    pub writes: AtomicU64,
+}
+
+/// A cluster that cannot be reached or refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubeconfig is missing, malformed, or lacks the context.
+    #[error("{path}: cannot load kubeconfig")]
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The client could not be built from the kubeconfig.
+    #[error("{path}: cannot build a client")]
+    Client {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{what}: {code} {reason}: {message}")]
+    Rejected {
+        /// The request, e.g. `apply shop/Deployment/web`.
+        what: String,
+        /// HTTP status code.
+        code: u16,
+        /// The server's machine-readable reason, e.g. `Invalid`.
+        reason: String,
+        /// The server's message.
+        message: String,
+        /// The server's `retryAfterSeconds`, if any.
+        retry_after: Option<u32>,
+    },
+    /// The request did not get an answer (connection refused, TLS, timeout).
+    #[error("{what}: no answer from the API server")]
+    Unreachable {
+        /// The request.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    fn from_kube(what: String, error: kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) => Error::Rejected {
+                what,
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+                retry_after: status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0),
+            },
+            other => Error::Unreachable {
+                what,
+                source: other,
+            },
+        }
+    }
+
+    /// Whether retrying may help: 429, 5xx, and no answer at all.
+    pub fn transience(&self) -> Transience {
+        match self {
+            Error::Rejected {
+                code, retry_after, ..
+            } if *code == 429 || *code >= 500 => Transience::Transient {
+                retry_after: retry_after.map(|s| Duration::from_secs(s.into())),
+            },
+            Error::Unreachable { .. } => Transience::Transient { retry_after: None },
+            _ => Transience::Permanent,
+        }
+    }
+
+    /// Whether the server refused to change a field in place.
+    pub fn is_immutable(&self) -> bool {
+        matches!(self, Error::Rejected { code: 422, message, .. }
+            if message.contains("immutable") || message.contains("updates to statefulset spec for fields other than"))
+    }
+
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Rejected { code: 404, .. })
+    }
+
+    /// Whether the object already exists.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Rejected { code: 409, .. })
+    }
+}
+
+/// Objects and namespaces listed from a cluster.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every object of the selected kinds, in list order.
+    pub objects: Vec<RawObject>,
+    /// The names of the cluster's namespaces.
+    pub namespaces: Vec<String>,
+}
+
+impl Cluster {
+    /// Loads a kubeconfig (and context) into a client. Sends no request.
+    pub async fn connect(name: &str, path: &Path, context: Option<&str>) -> Result<Self, Error> {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        // An unreachable replica must fail fast, not hang the pass.
+        config.connect_timeout = Some(Duration::from_secs(5));
+        config.read_timeout = Some(Duration::from_secs(60));
+        let client = kube::Client::try_from(config).map_err(|source| Error::Client {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Cluster {
+            name: name.to_string(),
+            client,
+            retry: RetryPolicy::default(),
+            requests: Arc::default(),
+        })
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> &Requests {
+        &self.requests
+    }
+
+    /// The server's version, e.g. `v1.36.3`.
+    pub async fn version(&self) -> Result<String, Error> {
+        self.requests.reads.fetch_add(1, Ordering::Relaxed);
+        self.client
+            .apiserver_version()
+            .await
+            .map(|info| info.git_version)
+            .map_err(|e| Error::from_kube("get /version".into(), e))
+    }
+
+    /// Sends a request. Reads are retried here; writes are retried by their caller, which
+    /// records the attempts in its job.
+    async fn send(
+        &self,
+        what: &str,
+        request: http::Request<Vec<u8>>,
+        write: bool,
+    ) -> Result<Value, Error> {
+        let (counter, retry) = if write {
+            (&self.requests.writes, RetryPolicy::none())
+        } else {
+            (&self.requests.reads, self.retry)
+        };
+        let (result, _) = retry
+            .run(Error::transience, || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let request = clone_request(&request);
+                async {
+                    self.client
+                        .request::<Value>(request)
+                        .await
+                        .map_err(|e| Error::from_kube(what.to_string(), e))
+                }
+            })
+            .await;
+        result
+    }
+
+    /// Lists every object of the scope's kinds, page by page, and the namespaces.
+    pub async fn list(&self, scope: &Scope) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        let namespaces = self.list_path("/api/v1/namespaces", "namespaces").await?;
+        listing.namespaces = namespaces
+            .into_iter()
+            .filter_map(|ns| ns.pointer("/metadata/name")?.as_str().map(str::to_string))
+            .collect();
+        for kind in scope.kinds.iter() {
+            let paths: Vec<String> = match &scope.namespaces {
+                None => vec![kind.url_path(None)],
+                Some(only) => only
+                    .iter()
+                    .filter(|ns| listing.namespaces.contains(ns))
+                    .map(|ns| kind.url_path(Some(ns)))
+                    .collect(),
+            };
+            for path in paths {
+                for mut value in self.list_path(&path, kind.plural).await? {
+                    // Items of a typed list carry no apiVersion/kind of their own.
+                    value["apiVersion"] = kind.api_version().into();
+                    value["kind"] = kind.kind.into();
+                    listing.objects.push(RawObject {
+                        value,
+                        origin: self.name.clone(),
+                        archived: None,
+                    });
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn list_path(&self, path: &str, what: &str) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        loop {
+            let request = kube::core::Request::new(path)
+                .list(&params)
+                .expect("list requests always build");
+            let mut page = self.send(&format!("list {what}"), request, false).await?;
+            if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
+                items.extend(page_items);
+            }
+            match page.pointer("/metadata/continue").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => params = params.continue_token(token),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Server-side applies `object` (a normalized object carrying k8s-sync's annotations) as
+    /// field manager `k8s-sync`, taking over conflicting fields.
+    pub async fn apply(&self, kind: &Kind, object: &Value, dry_run: bool) -> Result<Value, Error> {
+        let (namespace, name) = identity(object);
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        if dry_run {
+            params = params.dry_run();
+        }
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .patch(name, &params, &Patch::Apply(object))
+            .expect("apply requests always build");
+        let what = format!("apply {namespace}/{}/{name}", kind.kind);
+        self.send(&what, request, true).await
+    }
+
+    /// Deletes an object, only if it still has the uid and resourceVersion that were listed.
+    /// Propagation is in the background: no controller needs to finish a foreground deletion.
+    pub async fn delete(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        precondition: Option<&crate::snapshot::Identity>,
+        dry_run: bool,
+    ) -> Result<(), Error> {
+        let params = DeleteParams {
+            dry_run,
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: precondition.map(|p| Preconditions {
+                uid: Some(p.uid.clone()),
+                resource_version: Some(p.resource_version.clone()),
+            }),
+            ..DeleteParams::default()
+        };
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .delete(name, &params)
+            .expect("delete requests always build");
+        let what = format!("delete {namespace}/{}/{name}", kind.kind);
+        self.send(&what, request, true).await.map(drop)
+    }
+
+    /// Whether an object exists (a GET; used only to wait for a deletion to finish).
+    pub async fn exists(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool, Error> {
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .get(name, &Default::default())
+            .expect("get requests always build");
+        let what = format!("get {namespace}/{}/{name}", kind.kind);
+        match self.send(&what, request, false).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a namespace; one that already exists is fine.
+    pub async fn ensure_namespace(&self, namespace: &str, dry_run: bool) -> Result<(), Error> {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_LABEL: "true"}},
+        });
+        let params = PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let request = kube::core::Request::new("/api/v1/namespaces")
+            .create(
+                &params,
+                serde_json::to_vec(&body).expect("a JSON value serializes"),
+            )
+            .expect("create requests always build");
+        match self
+            .send(&format!("create namespace {namespace}"), request, true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn identity(object: &Value) -> (&str, &str) {
+    let field = |pointer| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    (field("/metadata/namespace"), field("/metadata/name"))
+}
+
+fn clone_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(code: u16, message: &str) -> Error {
+        Error::Rejected {
+            what: "apply x".into(),
+            code,
+            reason: "Invalid".into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn classifies_transient_errors() {
+        assert_eq!(
+            rejected(429, "").transience(),
+            Transience::Transient { retry_after: None }
+        );
+        assert_eq!(
+            rejected(503, "").transience(),
+            Transience::Transient { retry_after: None }
+        );
+        let mut throttled = rejected(429, "");
+        if let Error::Rejected { retry_after, .. } = &mut throttled {
+            *retry_after = Some(3);
+        }
+        assert_eq!(
+            throttled.transience(),
+            Transience::Transient {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(rejected(422, "").transience(), Transience::Permanent);
+        assert_eq!(rejected(404, "").transience(), Transience::Permanent);
+    }
+
+    #[test]
+    fn recognizes_immutable_field_errors() {
+        let selector = "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: ...: field is immutable";
+        assert!(rejected(422, selector).is_immutable());
+        let sts = "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', ... are forbidden";
+        assert!(rejected(422, sts).is_immutable());
+        assert!(!rejected(422, "metadata.name: Invalid value").is_immutable());
+        assert!(!rejected(409, "field is immutable").is_immutable());
+    }
+
+    #[tokio::test]
+    async fn a_broken_kubeconfig_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.kubeconfig");
+        std::fs::write(&path, "clusters: [").unwrap();
+        let err = Cluster::connect("r", &path, None).await.err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: cannot load kubeconfig", path.display()))
+        );
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            Cluster::connect("r", &missing, None).await,
+            Err(Error::Kubeconfig { .. })
+        ));
+    }
+}

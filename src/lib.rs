@@ -1,0 +1,19 @@
+//! k8s-sync keeps replica Kubernetes clusters in step with a primary.
+//!
+//! A pass reads the source's objects, normalizes each into canonical form with a change key
+//! ([`normalize`]), gathers them into a [`snapshot::Snapshot`], compares it with each replica's
+//! snapshot into a [`diff::Plan`], and (in later stages) applies the plan. The same snapshot can be
+//! archived for audits ([`archive`]).
+
+pub mod apply;
+pub mod archive;
+pub mod diff;
+pub mod endpoint;
+pub mod kinds;
+pub mod normalize;
+pub mod pass;
+pub mod retry;
+pub mod scope;
+pub mod secret;
+pub mod snapshot;
+pub mod store;

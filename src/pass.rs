@@ -1,0 +1,73 @@
+//! One pass against one replica: read it, plan against the source, apply. Every mode (`apply`,
+//! `jobs retry`, a watch resync) runs this same path.
+
+use crate::apply::{self, ApplyOptions, Progress, Report};
+use crate::diff::{Plan, PlanOptions};
+use crate::endpoint::{Connected, Endpoint};
+use crate::scope::Scope;
+use crate::snapshot::{ObjectRef, Snapshot};
+use crate::store::{self, Store};
+
+/// Everything that shapes a pass.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// What to look at.
+    pub scope: Scope,
+    /// Adoption and pruning.
+    pub plan: PlanOptions,
+    /// Workers, dry run, recreate, retries.
+    pub apply: ApplyOptions,
+}
+
+/// Reads `replica`, plans it against `desired` and applies the plan. A replica that cannot be
+/// read fails alone: its objects are recorded as failed jobs and the report carries the error.
+/// With `only`, the plan is cut down to that one object.
+pub async fn sync_replica(
+    replica: &Endpoint,
+    desired: &Snapshot,
+    options: &PassOptions,
+    store: &Store,
+    progress: &dyn Progress,
+    only: Option<&ObjectRef>,
+) -> Result<Report, store::Error> {
+    let fail =
+        |error: String| apply::fail_unreachable(&replica.name, desired, &error, store, progress);
+    let connected = match replica.connect().await {
+        Ok(connected) => connected,
+        Err(e) => return fail(format!("{:#}", anyhow_like(&e))),
+    };
+    let Connected::Cluster(cluster) = &connected else {
+        return fail("a directory replica is read-only: apply needs a kubeconfig".into());
+    };
+    let live = match connected.snapshot(&replica.name, &options.scope).await {
+        Ok(live) => live,
+        Err(e) => return fail(anyhow_like(&e)),
+    };
+    let mut plan = Plan::new(&replica.name, desired, &live, options.plan);
+    if let Some(only) = only {
+        plan.changes.retain(|c| &c.reference() == only);
+        plan.missing_namespaces.retain(|ns| *ns == only.namespace);
+    }
+    apply::apply(
+        cluster,
+        &plan,
+        desired,
+        &live,
+        store,
+        &options.apply,
+        progress,
+    )
+    .await
+}
+
+/// An error and its causes on one line, as `{:#}` prints them with anyhow.
+fn anyhow_like(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,198 @@
+//! What a pass syncs: which kinds, which namespaces, and the objects that never leave home.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::kinds::{Kind, KindSet};
+
+/// An object that is never synced, whatever the flags say.
+#[derive(Debug)]
+pub struct Exclusion {
+    /// Short name, used in counts and logs.
+    pub name: &'static str,
+    /// The `kind` it applies to.
+    pub kind: &'static str,
+    matches: fn(&Value) -> bool,
+}
+
+/// Objects each cluster makes for itself. Copying them would overwrite the replica's own.
+pub static EXCLUSIONS: &[Exclusion] = &[
+    Exclusion {
+        name: "cluster CA bundle",
+        kind: "ConfigMap",
+        matches: |o| {
+            matches!(
+                name_of(o),
+                // Published into every namespace by kube-controller-manager, OpenShift and
+                // istiod respectively; each cluster's own CA.
+                "kube-root-ca.crt" | "openshift-service-ca.crt" | "istio-ca-root-cert"
+            )
+        },
+    },
+    Exclusion {
+        name: "service account token",
+        kind: "Secret",
+        matches: |o| type_of(o) == "kubernetes.io/service-account-token",
+    },
+    Exclusion {
+        name: "bootstrap token",
+        kind: "Secret",
+        matches: |o| type_of(o) == "bootstrap.kubernetes.io/token",
+    },
+];
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn type_of(object: &Value) -> &str {
+    object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Namespaces that belong to the cluster itself.
+pub fn is_sensitive_namespace(namespace: &str) -> bool {
+    namespace.starts_with("kube-")
+}
+
+/// Why an object is left out of a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Skip {
+    /// Its kind was not selected with `--kinds`.
+    Kind,
+    /// Its namespace is not in `--sync-namespaces`.
+    Namespace,
+    /// Its namespace is a `kube-*` one and `--allow-sensitive-namespaces` was not given.
+    SensitiveNamespace,
+    /// It matches an [`Exclusion`].
+    Excluded(&'static str),
+}
+
+/// The part of the world a pass looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The kinds to sync.
+    pub kinds: KindSet,
+    /// Only these namespaces, when given.
+    pub namespaces: Option<BTreeSet<String>>,
+    /// Sync `kube-*` namespaces too.
+    pub allow_sensitive_namespaces: bool,
+}
+
+impl Scope {
+    /// Whether a namespace is synced.
+    pub fn admits_namespace(&self, namespace: &str) -> Result<(), Skip> {
+        if self
+            .namespaces
+            .as_ref()
+            .is_some_and(|only| !only.contains(namespace))
+        {
+            return Err(Skip::Namespace);
+        }
+        // Naming a kube-* namespace in --sync-namespaces still needs the explicit flag.
+        if is_sensitive_namespace(namespace) && !self.allow_sensitive_namespaces {
+            return Err(Skip::SensitiveNamespace);
+        }
+        Ok(())
+    }
+
+    /// Whether an object of `kind` in `namespace` is synced.
+    pub fn admits(&self, kind: &Kind, namespace: &str, object: &Value) -> Result<(), Skip> {
+        if !self.kinds.contains(kind) {
+            return Err(Skip::Kind);
+        }
+        self.admits_namespace(namespace)?;
+        match EXCLUSIONS
+            .iter()
+            .find(|e| e.kind == kind.kind && (e.matches)(object))
+        {
+            Some(exclusion) => Err(Skip::Excluded(exclusion.name)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::by_plural;
+    use serde_json::json;
+
+    fn configmap(name: &str) -> Value {
+        json!({"kind": "ConfigMap", "metadata": {"name": name}})
+    }
+
+    fn secret(kind: &str) -> Value {
+        json!({"kind": "Secret", "metadata": {"name": "s"}, "type": kind})
+    }
+
+    #[test]
+    fn never_syncs_cluster_ca_bundles_or_tokens() {
+        let scope = Scope::default();
+        let cm = by_plural("configmaps").unwrap();
+        let s = by_plural("secrets").unwrap();
+        assert_eq!(
+            scope.admits(cm, "shop", &configmap("kube-root-ca.crt")),
+            Err(Skip::Excluded("cluster CA bundle"))
+        );
+        assert_eq!(
+            scope.admits(s, "shop", &secret("kubernetes.io/service-account-token")),
+            Err(Skip::Excluded("service account token"))
+        );
+        assert_eq!(
+            scope.admits(s, "shop", &secret("bootstrap.kubernetes.io/token")),
+            Err(Skip::Excluded("bootstrap token"))
+        );
+        assert_eq!(scope.admits(s, "shop", &secret("Opaque")), Ok(()));
+        assert_eq!(scope.admits(cm, "shop", &configmap("settings")), Ok(()));
+        // A Secret that happens to be called kube-root-ca.crt is an ordinary Secret.
+        let mut odd = secret("Opaque");
+        odd["metadata"]["name"] = "kube-root-ca.crt".into();
+        assert_eq!(scope.admits(s, "shop", &odd), Ok(()));
+    }
+
+    #[test]
+    fn skips_kube_namespaces_unless_allowed() {
+        let cm = by_plural("configmaps").unwrap();
+        let object = configmap("x");
+        let mut scope = Scope::default();
+        for ns in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "kube-anything",
+        ] {
+            assert_eq!(scope.admits(cm, ns, &object), Err(Skip::SensitiveNamespace));
+        }
+        assert_eq!(scope.admits(cm, "kubeflow", &object), Ok(()));
+        scope.allow_sensitive_namespaces = true;
+        assert_eq!(scope.admits(cm, "kube-system", &object), Ok(()));
+    }
+
+    #[test]
+    fn restricts_to_listed_namespaces_and_kinds() {
+        let scope = Scope {
+            kinds: "secrets".parse().unwrap(),
+            namespaces: Some(["shop".to_string(), "kube-system".to_string()].into()),
+            allow_sensitive_namespaces: false,
+        };
+        let s = by_plural("secrets").unwrap();
+        let cm = by_plural("configmaps").unwrap();
+        assert_eq!(scope.admits(s, "shop", &secret("Opaque")), Ok(()));
+        assert_eq!(
+            scope.admits(s, "billing", &secret("Opaque")),
+            Err(Skip::Namespace)
+        );
+        assert_eq!(
+            scope.admits(s, "kube-system", &secret("Opaque")),
+            Err(Skip::SensitiveNamespace)
+        );
+        assert_eq!(scope.admits(cm, "shop", &configmap("x")), Err(Skip::Kind));
+    }
+}

@@ -1,0 +1,467 @@
+//! A [`Snapshot`]: every synced object of one source, normalized and keyed.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::kinds::{self, Kind};
+use crate::normalize::{self, CHANGE_KEY_ANNOTATION, ChangeKey, SOURCE_ANNOTATION};
+use crate::scope::{Scope, Skip};
+
+/// Identifies one object: kind, namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// Its kind.
+    pub kind: &'static Kind,
+    /// Its namespace (all synced kinds are namespaced).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Ord for ObjectRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.namespace, self.kind.plural, &self.name).cmp(&(
+            &other.namespace,
+            other.kind.plural,
+            &other.name,
+        ))
+    }
+}
+
+impl PartialOrd for ObjectRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind.kind, self.name)
+    }
+}
+
+/// One object as read from an endpoint, before normalization.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    /// The object as the server or file had it.
+    pub value: Value,
+    /// Where it came from, for messages: a file path, or a cluster name.
+    pub origin: String,
+    /// What a snapshot manifest recorded about it, when read back from an archive.
+    pub archived: Option<Archived>,
+}
+
+/// What an archive's manifest says about one of its objects.
+#[derive(Debug, Clone)]
+pub struct Archived {
+    /// Whether Secret values were redacted in the file.
+    pub redacted: bool,
+}
+
+/// The bookkeeping annotations k8s-sync left on an object it applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The source it was applied from.
+    pub source: String,
+    /// The change key that was applied.
+    pub change_key: ChangeKey,
+}
+
+/// The uid and resourceVersion an object had when listed, for delete preconditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+}
+
+/// A normalized object with its change key.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The normalized object.
+    pub object: Value,
+    /// Its change key.
+    pub change_key: ChangeKey,
+    /// What k8s-sync applied to it, if it manages this object.
+    pub applied: Option<Applied>,
+    /// Secret values were redacted in the archive this was read from: they cannot be compared
+    /// or applied, only their keys, and `change_key` is of the redacted object.
+    pub redacted: bool,
+    /// Where it came from.
+    pub origin: String,
+    /// Its uid and resourceVersion, when it came from a server.
+    pub identity: Option<Identity>,
+}
+
+/// Every synced object of one source.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The name objects applied from this source carry in their source annotation.
+    pub source: String,
+    /// The objects, by reference.
+    pub objects: BTreeMap<ObjectRef, Entry>,
+    /// Namespaces seen in scope, including empty ones a cluster listed.
+    pub namespaces: std::collections::BTreeSet<String>,
+    /// How many objects were left out, and why.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+/// An object that cannot be part of a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing or malformed identity fields.
+    #[error("{origin}: {kind} has no valid metadata.name")]
+    MissingName {
+        /// Where the object came from.
+        origin: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// A name or namespace that is not a valid Kubernetes name (and could escape paths).
+    #[error("{origin}: {what} {value:?} is not a valid Kubernetes name")]
+    InvalidName {
+        /// Where the object came from.
+        origin: String,
+        /// `name` or `namespace`.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The same object twice in one source.
+    #[error("{reference} appears twice: in {first} and in {second}")]
+    Duplicate {
+        /// The object.
+        reference: String,
+        /// Where it was seen first.
+        first: String,
+        /// Where it was seen again.
+        second: String,
+    },
+}
+
+impl Snapshot {
+    /// Builds a snapshot of `source` from raw objects: filters by scope, reads k8s-sync's
+    /// bookkeeping annotations, normalizes and keys each object.
+    pub fn build(
+        source: impl Into<String>,
+        raw: impl IntoIterator<Item = RawObject>,
+        scope: &Scope,
+    ) -> Result<Self, Error> {
+        let mut snapshot = Snapshot {
+            source: source.into(),
+            ..Snapshot::default()
+        };
+        for object in raw {
+            snapshot.add(object, scope)?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Records a namespace the source has, whether or not it holds synced objects.
+    pub fn add_namespace(&mut self, namespace: &str, scope: &Scope) {
+        match scope.admits_namespace(namespace) {
+            Ok(()) => {
+                self.namespaces.insert(namespace.to_string());
+            }
+            Err(skip) => self.count_skip(skip, "Namespace"),
+        }
+    }
+
+    fn add(&mut self, raw: RawObject, scope: &Scope) -> Result<(), Error> {
+        let RawObject {
+            mut value,
+            origin,
+            archived,
+        } = raw;
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let Some(kind) = kinds::by_type(api_version, kind_name) else {
+            let label = if kind_name.is_empty() {
+                "object without kind".to_string()
+            } else {
+                format!("unknown kind {api_version}/{kind_name}")
+            };
+            *self.skipped.entry(label).or_default() += 1;
+            return Ok(());
+        };
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::MissingName {
+                origin: origin.clone(),
+                kind: kind.kind.to_string(),
+            })?
+            .to_string();
+        check_name(&origin, "name", &name, 253)?;
+        let namespace = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        check_name(&origin, "namespace", &namespace, 63)?;
+        if let Err(skip) = scope.admits(kind, &namespace, &value) {
+            self.count_skip(skip, kind.kind);
+            return Ok(());
+        }
+        value["metadata"]["namespace"] = Value::String(namespace.clone());
+        let applied = read_applied(&value);
+        let identity = read_identity(&value);
+        normalize::normalize(&mut value, kind);
+        let redacted = archived.is_some_and(|a| a.redacted);
+        let change_key = ChangeKey::of(&value);
+        let reference = ObjectRef {
+            kind,
+            namespace: namespace.clone(),
+            name,
+        };
+        if let Some(first) = self.objects.get(&reference) {
+            return Err(Error::Duplicate {
+                reference: reference.to_string(),
+                first: first.origin.clone(),
+                second: origin,
+            });
+        }
+        self.namespaces.insert(namespace);
+        self.objects.insert(
+            reference,
+            Entry {
+                object: value,
+                change_key,
+                applied,
+                redacted,
+                origin,
+                identity,
+            },
+        );
+        Ok(())
+    }
+
+    fn count_skip(&mut self, skip: Skip, kind: &str) {
+        let label = match skip {
+            Skip::Kind => format!("{kind}: kind not selected"),
+            Skip::Namespace => format!("{kind}: namespace not selected"),
+            Skip::SensitiveNamespace => format!("{kind}: kube-* namespace"),
+            Skip::Excluded(why) => format!("{kind}: {why}"),
+        };
+        *self.skipped.entry(label).or_default() += 1;
+    }
+
+    /// The root hash: sha256 over every object's reference and change key, in order.
+    /// Two snapshots with the same objects have the same root hash.
+    pub fn root_hash(&self) -> ChangeKey {
+        let mut text = String::new();
+        for (reference, entry) in &self.objects {
+            text.push_str(&format!("{reference}\t{}\n", entry.change_key));
+        }
+        ChangeKey::of_bytes(text.as_bytes())
+    }
+}
+
+fn read_identity(object: &Value) -> Option<Identity> {
+    let field = |name| {
+        object
+            .pointer(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Some(Identity {
+        uid: field("/metadata/uid")?,
+        resource_version: field("/metadata/resourceVersion")?,
+    })
+}
+
+fn read_applied(object: &Value) -> Option<Applied> {
+    let annotations = object.pointer("/metadata/annotations")?;
+    let change_key = ChangeKey::parse(annotations.get(CHANGE_KEY_ANNOTATION)?.as_str()?)?;
+    let source = annotations
+        .get(SOURCE_ANNOTATION)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Some(Applied { source, change_key })
+}
+
+/// Checks an RFC 1123 subdomain (names) or label (namespaces, `max` 63). Valid names can never
+/// be `.`, `..` or contain `/`, which is what keeps archive paths inside their directory.
+fn check_name(origin: &str, what: &'static str, value: &str, max: usize) -> Result<(), Error> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let valid = value.len() <= max
+        && if what == "namespace" {
+            label_ok(value)
+        } else {
+            value.split('.').all(label_ok)
+        };
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            origin: origin.to_string(),
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(value: Value) -> RawObject {
+        RawObject {
+            value,
+            origin: "test.yaml".into(),
+            archived: None,
+        }
+    }
+
+    fn configmap(namespace: Option<&str>, name: &str) -> Value {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "uid": "1", "resourceVersion": "5"}, "data": {"a": "1"}});
+        if let Some(ns) = namespace {
+            cm["metadata"]["namespace"] = ns.into();
+        }
+        cm
+    }
+
+    #[test]
+    fn builds_normalized_keyed_objects() {
+        let snap = Snapshot::build(
+            "primary",
+            [raw(configmap(Some("shop"), "a")), raw(configmap(None, "b"))],
+            &Scope::default(),
+        )
+        .unwrap();
+        let keys: Vec<_> = snap.objects.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["default/ConfigMap/b", "shop/ConfigMap/a"]);
+        let entry = snap.objects.values().next().unwrap();
+        assert_eq!(
+            entry.object["metadata"],
+            json!({"name": "b", "namespace": "default"})
+        );
+        assert_eq!(entry.change_key, ChangeKey::of(&entry.object));
+        assert!(snap.namespaces.contains("default") && snap.namespaces.contains("shop"));
+    }
+
+    #[test]
+    fn counts_unknown_kinds_and_skips() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+        let snap = Snapshot::build(
+            "p",
+            [
+                raw(pod),
+                raw(json!({"a": 1})),
+                raw(configmap(Some("kube-system"), "x")),
+                raw(configmap(Some("shop"), "kube-root-ca.crt")),
+            ],
+            &Scope::default(),
+        )
+        .unwrap();
+        assert!(snap.objects.is_empty());
+        assert_eq!(snap.skipped["unknown kind v1/Pod"], 1);
+        assert_eq!(snap.skipped["object without kind"], 1);
+        assert_eq!(snap.skipped["ConfigMap: kube-* namespace"], 1);
+        assert_eq!(snap.skipped["ConfigMap: cluster CA bundle"], 1);
+    }
+
+    #[test]
+    fn reads_bookkeeping_before_normalizing() {
+        let mut cm = configmap(Some("shop"), "a");
+        let key = ChangeKey::of(&json!(1));
+        cm["metadata"]["annotations"] =
+            json!({SOURCE_ANNOTATION: "primary", CHANGE_KEY_ANNOTATION: key.as_str()});
+        let snap = Snapshot::build("r", [raw(cm)], &Scope::default()).unwrap();
+        let entry = snap.objects.values().next().unwrap();
+        assert_eq!(
+            entry.applied,
+            Some(Applied {
+                source: "primary".into(),
+                change_key: key
+            })
+        );
+        assert!(entry.object["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn rejects_names_that_could_escape_a_directory() {
+        for bad in ["..", ".", "a/b", "../../etc", "A", "-a", ""] {
+            let result =
+                Snapshot::build("p", [raw(configmap(Some("shop"), bad))], &Scope::default());
+            assert!(result.is_err(), "accepted name {bad:?}");
+            let result = Snapshot::build("p", [raw(configmap(Some(bad), "a"))], &Scope::default());
+            // An empty namespace means `default`; every other bad one is refused.
+            assert_eq!(result.is_err(), !bad.is_empty(), "namespace {bad:?}");
+        }
+        assert!(
+            Snapshot::build("p", [raw(configmap(Some("a.b"), "x"))], &Scope::default()).is_err()
+        );
+        assert!(
+            Snapshot::build("p", [raw(configmap(Some("s"), "a.b-c"))], &Scope::default()).is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_duplicates_naming_both_origins() {
+        let mut second = raw(configmap(Some("shop"), "a"));
+        second.origin = "other.yaml".into();
+        let err = Snapshot::build(
+            "p",
+            [raw(configmap(Some("shop"), "a")), second],
+            &Scope::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("test.yaml") && err.contains("other.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn root_hash_depends_on_content_only() {
+        let a = Snapshot::build(
+            "x",
+            [
+                raw(configmap(Some("s"), "a")),
+                raw(configmap(Some("s"), "b")),
+            ],
+            &Scope::default(),
+        )
+        .unwrap();
+        let b = Snapshot::build(
+            "y",
+            [
+                raw(configmap(Some("s"), "b")),
+                raw(configmap(Some("s"), "a")),
+            ],
+            &Scope::default(),
+        )
+        .unwrap();
+        assert_eq!(a.root_hash(), b.root_hash());
+        let mut changed = configmap(Some("s"), "b");
+        changed["data"]["a"] = "2".into();
+        let c = Snapshot::build(
+            "x",
+            [raw(configmap(Some("s"), "a")), raw(changed)],
+            &Scope::default(),
+        )
+        .unwrap();
+        assert_ne!(a.root_hash(), c.root_hash());
+    }
+}
