@@ -17,3 +17,4 @@ pub mod scope;
 pub mod secret;
 pub mod snapshot;
 pub mod store;
+pub mod yaml;

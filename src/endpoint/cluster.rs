@@ -47,13 +47,13 @@ pub struct Requests {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kubeconfig is missing, malformed, or lacks the context.
-    #[error("{path}: cannot load kubeconfig")]
+    #[error("{path}: cannot load kubeconfig: {reason}")]
     Kubeconfig {
         /// The kubeconfig file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: kube::config::KubeconfigError,
+        /// What is wrong, on one line, with quoted text left out: a parser quoting the
+        /// offending line could quote a token.
+        reason: String,
     },
     /// The client could not be built from the kubeconfig.
     #[error("{path}: cannot build a client")]
@@ -152,20 +152,14 @@ pub struct Listing {
 impl Cluster {
     /// Loads a kubeconfig (and context) into a client. Sends no request.
     pub async fn connect(name: &str, path: &Path, context: Option<&str>) -> Result<Self, Error> {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
         let options = KubeConfigOptions {
             context: context.map(str::to_string),
             ..KubeConfigOptions::default()
         };
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|source| Error::Kubeconfig {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|e| kubeconfig_error(path, &e))?;
         // An unreachable replica must fail fast, not hang the pass.
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(60));
@@ -367,6 +361,50 @@ impl Cluster {
     }
 }
 
+fn kubeconfig_error(path: &Path, error: &dyn std::error::Error) -> Error {
+    let mut reason = String::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        let line = text.lines().next().unwrap_or_default();
+        if !reason.contains(line) {
+            if !reason.is_empty() {
+                reason.push_str(": ");
+            }
+            reason.push_str(line);
+        }
+        next = cause.source();
+    }
+    Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason: without_quoted_text(&reason),
+    }
+}
+
+/// Replaces quoted text longer than three characters with `"…"`.
+fn without_quoted_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['"', '\'', '`']) {
+        let quote = rest[start..].chars().next().expect("found above");
+        let after = &rest[start + 1..];
+        match after.find(quote) {
+            Some(end) if end > 3 => {
+                out.push_str(&rest[..start]);
+                out.push_str("\"…\"");
+                rest = &after[end + 1..];
+            }
+            Some(end) => {
+                out.push_str(&rest[..start + end + 2]);
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn identity(object: &Value) -> (&str, &str) {
     let field = |pointer| {
         object
@@ -397,6 +435,16 @@ mod tests {
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    fn kubeconfig_with_context(dir: &Path) -> PathBuf {
+        let path = dir.join("one.kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: a\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: a\n  context: {cluster: a, user: a}\nusers:\n- name: a\n  user: {token: t}\n",
+        )
+        .unwrap();
+        path
     }
 
     #[test]
@@ -433,16 +481,46 @@ mod tests {
         assert!(!rejected(409, "field is immutable").is_immutable());
     }
 
+    #[test]
+    fn leaves_quoted_text_out_of_kubeconfig_errors() {
+        assert_eq!(
+            without_quoted_text("invalid type: string \"s3cr3t-token\", expected a map at 'x'"),
+            "invalid type: string \"…\", expected a map at 'x'"
+        );
+        assert_eq!(
+            without_quoted_text("unclosed bracket '['"),
+            "unclosed bracket '['"
+        );
+    }
+
     #[tokio::test]
     async fn a_broken_kubeconfig_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.kubeconfig");
         std::fs::write(&path, "clusters: [").unwrap();
-        let err = Cluster::connect("r", &path, None).await.err().unwrap();
+        let err = Cluster::connect("r", &path, None)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
-            err.to_string()
-                .starts_with(&format!("{}: cannot load kubeconfig", path.display()))
+            err.starts_with(&format!("{}: cannot load kubeconfig", path.display())),
+            "{err}"
         );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let leaky = dir.path().join("leaky.kubeconfig");
+        let text = "users:\n- name: a\n  user: {token: [\"hunter2-token\"}\n";
+        std::fs::write(&leaky, text).unwrap();
+        let err = Cluster::connect("r", &leaky, None)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let context =
+            Cluster::connect("r", &kubeconfig_with_context(dir.path()), Some("nope")).await;
+        let err = context.err().unwrap().to_string();
+        assert!(err.contains("nope"), "names the missing context: {err}");
         let missing = dir.path().join("missing");
         assert!(matches!(
             Cluster::connect("r", &missing, None).await,

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test crate uses its own part of the harness
 
+pub mod objects;
+pub mod testenv;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

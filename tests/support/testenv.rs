@@ -1,0 +1,130 @@
+//! The local control plane, as `scripts/testenv up` leaves it: where its kubeconfigs are, kube
+//! clients for its clusters, and a fresh namespace per test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The cluster reserved for tests that stop and start an API server, so that they never pull
+/// a cluster from under other tests running at the same time.
+pub const FAULT_CLUSTER: &str = "replica-3";
+
+/// A running control plane.
+pub struct TestEnv {
+    dir: PathBuf,
+}
+
+impl TestEnv {
+    /// The control plane named by `K8S_SYNC_TESTENV`. Without it, the test is skipped with a
+    /// line saying how to start one; under CI (`CI` set) that is a failure instead.
+    pub fn get() -> Option<Self> {
+        match std::env::var_os("K8S_SYNC_TESTENV") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                assert!(
+                    dir.join("primary.kubeconfig").is_file(),
+                    "K8S_SYNC_TESTENV={} holds no primary.kubeconfig; is the control plane up?",
+                    dir.display()
+                );
+                Some(TestEnv { dir })
+            }
+            None if std::env::var_os("CI").is_some() => {
+                panic!(
+                    "K8S_SYNC_TESTENV is not set: end-to-end tests need `eval \"$(scripts/testenv up)\"`"
+                )
+            }
+            None => {
+                eprintln!(
+                    "skipped: no local control plane; run `eval \"$(scripts/testenv up)\"` (or scripts/test) to include end-to-end tests"
+                );
+                None
+            }
+        }
+    }
+
+    /// The admin kubeconfig of `primary` or `replica-N`.
+    pub fn kubeconfig(&self, cluster: &str) -> PathBuf {
+        if cluster == "primary" {
+            self.dir.join("primary.kubeconfig")
+        } else {
+            self.dir
+                .join("replicas")
+                .join(format!("{cluster}.kubeconfig"))
+        }
+    }
+
+    /// The read-only user's kubeconfig for a cluster.
+    pub fn readonly_kubeconfig(&self, cluster: &str) -> PathBuf {
+        self.dir
+            .join("readonly")
+            .join(format!("{cluster}.kubeconfig"))
+    }
+
+    /// `kubeconfig(cluster)` as a string, for command lines.
+    pub fn arg(&self, cluster: &str) -> String {
+        self.kubeconfig(cluster).display().to_string()
+    }
+
+    /// An admin client for a cluster.
+    pub async fn client(&self, cluster: &str) -> kube::Client {
+        client_from(&self.kubeconfig(cluster)).await
+    }
+
+    /// A namespace no other test uses, created on the given clusters.
+    pub async fn namespace(&self, prefix: &str, clusters: &[&str]) -> String {
+        let name = format!("{prefix}-{:08x}", fastrand::u32(..));
+        for cluster in clusters {
+            let api: Api<Namespace> = Api::all(self.client(cluster).await);
+            let mut namespace = Namespace::default();
+            namespace.metadata.name = Some(name.clone());
+            api.create(&PostParams::default(), &namespace)
+                .await
+                .unwrap_or_else(|e| panic!("create namespace {name} on {cluster}: {e}"));
+        }
+        name
+    }
+
+    /// Runs `scripts/testenv ARGS` against this control plane and asserts it succeeded.
+    pub fn script(&self, args: &[&str]) {
+        let output = Command::new(super::repo_root().join("scripts/testenv"))
+            .args(args)
+            .env("K8S_SYNC_TESTENV", &self.dir)
+            .output()
+            .expect("run scripts/testenv");
+        assert!(
+            output.status.success(),
+            "scripts/testenv {args:?} failed\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("load kubeconfig");
+    kube::Client::try_from(config).expect("build client")
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes; panics with `what` then.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
