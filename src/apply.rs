@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::diff::{Action, Change, Plan};
 use crate::endpoint::Cluster;
 use crate::endpoint::cluster::Error as ClusterError;
+use crate::metrics::Metrics;
 use crate::normalize::{CHANGE_KEY_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION};
 use crate::retry::RetryPolicy;
 use crate::secret;
@@ -96,6 +97,17 @@ impl Progress for Silent {
     fn completed(&self, _: &Report) {}
 }
 
+/// Where the outcome of every change goes: the job database, the metrics, the progress display.
+#[derive(Clone, Copy)]
+pub struct Sinks<'a> {
+    /// The job database.
+    pub store: &'a Store,
+    /// The process's metrics.
+    pub metrics: &'a Metrics,
+    /// Bars or log lines.
+    pub progress: &'a dyn Progress,
+}
+
 /// How a change was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Done {
@@ -126,17 +138,19 @@ pub fn apply_body(entry: &Entry, source: &str) -> Value {
     object
 }
 
-/// Applies `plan` (made from `desired` and `live`) to `cluster`, recording jobs in `store`
-/// unless this is a dry run.
+/// Applies `plan` (made from `desired` and `live`) to `cluster`, recording jobs unless this is
+/// a dry run.
 pub async fn apply(
     cluster: &Cluster,
     plan: &Plan,
     desired: &Snapshot,
     live: &Snapshot,
-    store: &Store,
+    sinks: Sinks<'_>,
     options: &ApplyOptions,
-    progress: &dyn Progress,
 ) -> Result<Report, store::Error> {
+    let Sinks {
+        store, progress, ..
+    } = sinks;
     let started = Instant::now();
     let writes_before = cluster
         .requests()
@@ -202,7 +216,7 @@ pub async fn apply(
 
     for (_, changes) in stages {
         let results: Vec<_> = futures::stream::iter(changes)
-            .map(|change| run_job(cluster, change, desired, live, store, options, progress))
+            .map(|change| run_job(cluster, change, desired, live, sinks, options))
             .buffer_unordered(options.workers.max(1))
             .collect()
             .await;
@@ -222,6 +236,7 @@ pub async fn apply(
         .load(std::sync::atomic::Ordering::Relaxed)
         - writes_before;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    sinks.metrics.record_report(&report, plan.summary.drift());
     progress.completed(&report);
     Ok(report)
 }
@@ -232,9 +247,13 @@ pub fn fail_unreachable(
     replica: &str,
     desired: &Snapshot,
     error: &str,
-    store: &Store,
-    progress: &dyn Progress,
+    sinks: Sinks<'_>,
 ) -> Result<Report, store::Error> {
+    let Sinks {
+        store,
+        progress,
+        metrics,
+    } = sinks;
     for (reference, entry) in &desired.objects {
         let id = store.begin(&new_job(
             replica,
@@ -251,6 +270,7 @@ pub fn fail_unreachable(
         error: Some(error.to_string()),
         ..Report::default()
     };
+    metrics.record_report(&report, desired.objects.len());
     progress.completed(&report);
     Ok(report)
 }
@@ -289,10 +309,14 @@ async fn run_job<'c>(
     change: &'c Change,
     desired: &Snapshot,
     live: &Snapshot,
-    store: &Store,
+    sinks: Sinks<'_>,
     options: &ApplyOptions,
-    progress: &dyn Progress,
 ) -> (&'c Change, Result<Result<Done, String>, store::Error>) {
+    let Sinks {
+        store,
+        progress,
+        metrics,
+    } = sinks;
     let reference = change.reference();
     let want = desired.objects.get(&reference);
     let have = live.objects.get(&reference);
@@ -342,6 +366,22 @@ async fn run_job<'c>(
             return (change, Err(e));
         }
     }
+    let outcome = if result.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let labels = [
+        cluster.name(),
+        change.kind.kind,
+        action_name(change.action),
+        outcome,
+    ];
+    metrics.jobs.with_label_values(&labels).inc();
+    metrics
+        .apply_seconds
+        .with_label_values(&[cluster.name()])
+        .observe(elapsed.as_secs_f64());
     progress.finished(cluster.name(), change, &result, elapsed);
     (change, Ok(result))
 }

@@ -68,6 +68,24 @@ pub enum Command {
         "Exit codes:\n  0  every change applied\n  1  some objects failed, or were left as conflicts\n",
         "  2  error before applying (bad arguments, unreadable primary, job database)"))]
     Apply(ApplyArgs),
+    /// Serve the HTTP API and Prometheus metrics over the job database.
+    ///
+    /// Endpoints: POST /api/login, /api/logout; GET /api/dashboard, /api/status, /api/jobs,
+    /// /api/jobs/ID, /api/users; POST /api/users; DELETE /api/users/NAME; GET|POST /retry;
+    /// GET /metrics, /healthz, /readyz. Every /api route but login needs a bearer token. With
+    /// --primary and replicas, /api/status reports them and /retry can re-run failed jobs.
+    /// Runs until SIGINT or SIGTERM, then finishes requests in flight and exits 0.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  printf '%s\\n' \"$ADMIN_PASSWORD\" | k8s-sync users add admin --password-stdin\n",
+        "  k8s-sync serve --listen 127.0.0.1:8080 --primary prod.kubeconfig --replica-dir replicas/"))]
+    Serve(ServeArgs),
+    /// Manage the users of the HTTP API (stored with bcrypt hashes in the job database).
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  printf '%s\\n' \"$PASSWORD\" | k8s-sync users add ada --password-stdin\n",
+        "  k8s-sync users list"))]
+    Users(UsersCommand),
     /// List the recorded jobs, or re-run one.
     #[command(after_long_help = concat!(
         "Examples:\n",
@@ -207,6 +225,106 @@ pub struct RunArgs {
         env = "K8S_SYNC_DB"
     )]
     pub db: PathBuf,
+}
+
+/// The HTTP server's settings, shared by `serve` and `watch`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080",
+        env = "K8S_SYNC_LISTEN"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// How long a login token stays valid, e.g. 12h, 30m.
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_duration)]
+    pub token_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The job database (SQLite).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "k8s-sync.db",
+        env = "K8S_SYNC_DB"
+    )]
+    pub db: PathBuf,
+    /// The primary, for /api/status and /retry.
+    #[arg(long, value_name = "SRC", requires = "replicas")]
+    pub primary: Option<String>,
+    /// A replica (repeatable), for /api/status and /retry.
+    #[arg(long, value_name = "DST", group = "replicas")]
+    pub replica: Vec<String>,
+    /// A directory of replica kubeconfigs, for /api/status and /retry.
+    #[arg(long, value_name = "DIR", group = "replicas")]
+    pub replica_dir: Option<PathBuf>,
+    /// Name written into the source annotation when /retry applies (default: the primary's).
+    #[arg(long, value_name = "NAME")]
+    pub source_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsersCommand {
+    #[command(subcommand)]
+    pub action: UsersAction,
+    /// The job database (SQLite).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "k8s-sync.db",
+        env = "K8S_SYNC_DB",
+        global = true
+    )]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Add a user; the password (at least 12 characters) is read from standard input.
+    #[command(
+        after_long_help = "Example:\n  printf '%s\\n' \"$PASSWORD\" | k8s-sync users add ada --password-stdin"
+    )]
+    Add {
+        /// The login name.
+        name: String,
+        /// Read the password from standard input (the only way: never from the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users.
+    #[command(after_long_help = "Example:\n  k8s-sync users list -o json")]
+    List,
+    /// Delete a user (not the last one).
+    #[command(after_long_help = "Example:\n  k8s-sync users delete ada")]
+    Delete {
+        /// The login name.
+        name: String,
+    },
+    /// Change a user's password (read from standard input); their sessions end.
+    #[command(
+        after_long_help = "Example:\n  printf '%s\\n' \"$PASSWORD\" | k8s-sync users passwd ada --password-stdin"
+    )]
+    Passwd {
+        /// The login name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// Parses durations such as `30s`, `5m`, `12h`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 30s, 5m or 12h: {e}"))?;
+    std::time::Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))
 }
 
 #[derive(Debug, Args)]

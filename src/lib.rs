@@ -10,6 +10,7 @@ pub mod archive;
 pub mod diff;
 pub mod endpoint;
 pub mod kinds;
+pub mod metrics;
 pub mod normalize;
 pub mod pass;
 pub mod retry;

@@ -1,12 +1,12 @@
 //! One pass against one replica: read it, plan against the source, apply. Every mode (`apply`,
 //! `jobs retry`, a watch resync) runs this same path.
 
-use crate::apply::{self, ApplyOptions, Progress, Report};
+use crate::apply::{self, ApplyOptions, Report, Sinks};
 use crate::diff::{Plan, PlanOptions};
 use crate::endpoint::{Connected, Endpoint};
 use crate::scope::Scope;
 use crate::snapshot::{ObjectRef, Snapshot};
-use crate::store::{self, Store};
+use crate::store;
 
 /// Everything that shapes a pass.
 #[derive(Debug, Clone)]
@@ -26,15 +26,13 @@ pub async fn sync_replica(
     replica: &Endpoint,
     desired: &Snapshot,
     options: &PassOptions,
-    store: &Store,
-    progress: &dyn Progress,
+    sinks: Sinks<'_>,
     only: Option<&ObjectRef>,
 ) -> Result<Report, store::Error> {
-    let fail =
-        |error: String| apply::fail_unreachable(&replica.name, desired, &error, store, progress);
+    let fail = |error: String| apply::fail_unreachable(&replica.name, desired, &error, sinks);
     let connected = match replica.connect().await {
         Ok(connected) => connected,
-        Err(e) => return fail(format!("{:#}", anyhow_like(&e))),
+        Err(e) => return fail(anyhow_like(&e)),
     };
     let Connected::Cluster(cluster) = &connected else {
         return fail("a directory replica is read-only: apply needs a kubeconfig".into());
@@ -48,16 +46,7 @@ pub async fn sync_replica(
         plan.changes.retain(|c| &c.reference() == only);
         plan.missing_namespaces.retain(|ns| *ns == only.namespace);
     }
-    apply::apply(
-        cluster,
-        &plan,
-        desired,
-        &live,
-        store,
-        &options.apply,
-        progress,
-    )
-    .await
+    apply::apply(cluster, &plan, desired, &live, sinks, &options.apply).await
 }
 
 /// An error and its causes on one line, as `{:#}` prints them with anyhow.

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use k8s_sync::apply::{ApplyOptions, Report};
+use k8s_sync::apply::{ApplyOptions, Report, Sinks};
 use k8s_sync::archive;
 use k8s_sync::diff::PlanOptions;
+use k8s_sync::metrics::Metrics;
 use k8s_sync::pass::{self, PassOptions};
 use k8s_sync::retry::RetryPolicy;
 use k8s_sync::store::Store;
@@ -63,11 +64,18 @@ pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> 
 
     let names: Vec<String> = replicas.iter().map(|r| r.name.clone()).collect();
     let reporter = Reporter::new(output, &names);
-    let results =
-        futures::future::join_all(replicas.iter().map(|replica| {
-            pass::sync_replica(replica, &desired, &options, &store, &reporter, None)
-        }))
-        .await;
+    let metrics = Metrics::new();
+    let sinks = Sinks {
+        store: &store,
+        metrics: &metrics,
+        progress: &reporter,
+    };
+    let timer = metrics.pass_seconds.start_timer();
+    let passes = replicas
+        .iter()
+        .map(|replica| pass::sync_replica(replica, &desired, &options, sinks, None));
+    let results = futures::future::join_all(passes).await;
+    timer.observe_duration();
     let reports: Vec<Report> = results.into_iter().collect::<Result<_, _>>()?;
 
     let failed: usize = reports.iter().map(|r| r.failed).sum();

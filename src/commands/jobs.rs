@@ -60,9 +60,14 @@ pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode>
                 name: job.name.clone(),
             };
             let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
+            let metrics = k8s_sync::metrics::Metrics::new();
+            let sinks = k8s_sync::apply::Sinks {
+                store: &store,
+                metrics: &metrics,
+                progress: &reporter,
+            };
             let report =
-                pass::sync_replica(&replica, &desired, &options, &store, &reporter, Some(&only))
-                    .await?;
+                pass::sync_replica(&replica, &desired, &options, sinks, Some(&only)).await?;
             output.note(summary(&report));
             let job = store.job(id)?.expect("jobs are never deleted");
             print_jobs(std::slice::from_ref(&job), output)?;

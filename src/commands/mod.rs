@@ -4,7 +4,9 @@ mod apply;
 mod diff;
 mod jobs;
 mod progress;
+mod serve;
 mod snapshot;
+mod users;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -21,6 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => snapshot::run(&args, &output).await,
         Command::Apply(args) => apply::run(&args, &output).await,
         Command::Jobs(args) => jobs::run(args, &output).await,
+        Command::Serve(args) => serve::run(args, &output).await,
+        Command::Users(args) => users::run(args, &output),
     }
 }
 

@@ -1,0 +1,214 @@
+//! Prometheus metrics, all in one struct registered once. Every pass fills them in, whatever
+//! command runs it; `serve` and `watch` export them at `/metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::apply::Report;
+
+/// The metrics of one k8s-sync process.
+pub struct Metrics {
+    registry: Registry,
+    /// Jobs ended, by replica, kind, action and result (`succeeded`/`failed`).
+    pub jobs: IntCounterVec,
+    /// Time to apply one change, by replica.
+    pub apply_seconds: HistogramVec,
+    /// Time of a whole pass over every replica.
+    pub pass_seconds: Histogram,
+    /// Objects out of step at the last pass, by replica.
+    pub drifted: IntGaugeVec,
+    /// Whether the replica could be read at the last pass (1) or not (0).
+    pub reachable: IntGaugeVec,
+    /// Unix time of the last pass that left the replica with no failure.
+    pub last_success: IntGaugeVec,
+    /// Changes waiting in watch mode's queue.
+    pub queue_depth: IntGauge,
+    /// Watch events seen on the primary, by kind and type.
+    pub watch_events: IntCounterVec,
+    /// Whether each watcher currently runs (1) or is recovering (0), by kind.
+    pub watchers: IntGaugeVec,
+    /// Time from a primary event to the replica write that carried it, by replica.
+    pub propagation_seconds: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            let metric = HistogramVec::new(opts, labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let latency = prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets");
+        let jobs = counter(
+            "k8s_sync_jobs_total",
+            "Jobs ended, by replica, kind, action and result.",
+            &["replica", "kind", "action", "result"],
+        );
+        let apply_seconds = histogram(
+            "k8s_sync_apply_duration_seconds",
+            "Time to apply one change to a replica, retries included.",
+            &["replica"],
+            latency.clone(),
+        );
+        let pass_seconds = histogram(
+            "k8s_sync_pass_duration_seconds",
+            "Time of a whole pass over every replica.",
+            &[],
+            prometheus::exponential_buckets(0.05, 2.0, 12).expect("valid buckets"),
+        )
+        .with_label_values::<&str>(&[]);
+        let drifted = gauge(
+            "k8s_sync_drifted_objects",
+            "Objects out of step with the primary at the last pass.",
+            &["replica"],
+        );
+        let reachable = gauge(
+            "k8s_sync_replica_reachable",
+            "Whether the replica could be read at the last pass.",
+            &["replica"],
+        );
+        let last_success = gauge(
+            "k8s_sync_last_successful_pass_timestamp_seconds",
+            "Unix time of the last pass that applied everything to the replica.",
+            &["replica"],
+        );
+        let queue_depth = gauge(
+            "k8s_sync_queue_depth",
+            "Changes waiting in the watch queue.",
+            &[],
+        )
+        .with_label_values::<&str>(&[]);
+        let watch_events = counter(
+            "k8s_sync_watch_events_total",
+            "Watch events seen on the primary, by kind and type.",
+            &["kind", "type"],
+        );
+        let watchers = gauge(
+            "k8s_sync_watcher_running",
+            "Whether the watcher of a kind runs (1) or is recovering (0).",
+            &["kind"],
+        );
+        let propagation_seconds = histogram(
+            "k8s_sync_propagation_seconds",
+            "Time from a primary event to the replica write that carried it.",
+            &["replica"],
+            latency,
+        );
+        Metrics {
+            registry,
+            jobs,
+            apply_seconds,
+            pass_seconds,
+            drifted,
+            reachable,
+            last_success,
+            queue_depth,
+            watch_events,
+            watchers,
+            propagation_seconds,
+        }
+    }
+
+    /// Records the outcome of a pass on one replica.
+    pub fn record_report(&self, report: &Report, drifted: usize) {
+        let replica = report.replica.as_str();
+        self.drifted
+            .with_label_values(&[replica])
+            .set(i64::try_from(drifted).unwrap_or(i64::MAX));
+        self.reachable
+            .with_label_values(&[replica])
+            .set(i64::from(report.error.is_none()));
+        if report.error.is_none() && report.failed == 0 {
+            self.last_success
+                .with_label_values(&[replica])
+                .set(jiff::Timestamp::now().as_second());
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding to memory cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_once_filled() {
+        let metrics = Metrics::new();
+        metrics
+            .jobs
+            .with_label_values(&["r", "ConfigMap", "create", "succeeded"])
+            .inc();
+        metrics
+            .apply_seconds
+            .with_label_values(&["r"])
+            .observe(0.02);
+        metrics.pass_seconds.observe(0.3);
+        metrics.record_report(
+            &Report {
+                replica: "r".into(),
+                ..Report::default()
+            },
+            3,
+        );
+        metrics.queue_depth.set(2);
+        metrics
+            .watch_events
+            .with_label_values(&["ConfigMap", "apply"])
+            .inc();
+        metrics.watchers.with_label_values(&["ConfigMap"]).set(1);
+        metrics
+            .propagation_seconds
+            .with_label_values(&["r"])
+            .observe(0.1);
+        let text = metrics.render();
+        for family in [
+            "k8s_sync_jobs_total{action=\"create\",kind=\"ConfigMap\",replica=\"r\",result=\"succeeded\"} 1",
+            "k8s_sync_apply_duration_seconds_count{replica=\"r\"} 1",
+            "k8s_sync_pass_duration_seconds_count 1",
+            "k8s_sync_drifted_objects{replica=\"r\"} 3",
+            "k8s_sync_replica_reachable{replica=\"r\"} 1",
+            "k8s_sync_last_successful_pass_timestamp_seconds{replica=\"r\"}",
+            "k8s_sync_queue_depth 2",
+            "k8s_sync_watch_events_total{kind=\"ConfigMap\",type=\"apply\"} 1",
+            "k8s_sync_watcher_running{kind=\"ConfigMap\"} 1",
+            "k8s_sync_propagation_seconds_count{replica=\"r\"} 1",
+        ] {
+            assert!(text.contains(family), "missing {family}\n{text}");
+        }
+    }
+}
