@@ -215,8 +215,13 @@ pub async fn apply(
     stages.sort_by_key(|(stage, _)| *stage);
 
     for (_, changes) in stages {
-        let results: Vec<_> = futures::stream::iter(changes)
-            .map(|change| run_job(cluster, change, desired, live, sinks, options))
+        // The futures are made before the stream, not inside a `map` closure: a closure
+        // returning a borrowing future makes the whole pass non-`Send` for spawned tasks.
+        let mut jobs = Vec::with_capacity(changes.len());
+        for change in changes {
+            jobs.push(run_job(cluster, change, desired, live, sinks, options));
+        }
+        let results: Vec<_> = futures::stream::iter(jobs)
             .buffer_unordered(options.workers.max(1))
             .collect()
             .await;

@@ -68,6 +68,20 @@ pub enum Command {
         "Exit codes:\n  0  every change applied\n  1  some objects failed, or were left as conflicts\n",
         "  2  error before applying (bad arguments, unreadable primary, job database)"))]
     Apply(ApplyArgs),
+    /// Keep replicas in step continuously: a full pass, then watch events, with resyncs.
+    ///
+    /// Starts with a full pass (as apply), then watches the primary's synced kinds and
+    /// namespaces, and the replicas' managed objects: each change is applied to every replica
+    /// within moments, and a hand edit on a replica is reverted. A full pass runs again every
+    /// --resync-interval. Serves the HTTP API and /metrics on --listen. SIGINT or SIGTERM
+    /// stops taking events, lets writes in flight finish (--shutdown-timeout), records what was
+    /// left as pending jobs and exits 0; a second signal exits at once.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync watch --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
+        "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/   (the original form)\n\n",
+        "Exit codes:\n  0  stopped by a signal after draining\n  2  error at start (arguments, kubeconfigs, job database, listen address)"))]
+    Watch(WatchArgs),
     /// Serve the HTTP API and Prometheus metrics over the job database.
     ///
     /// Endpoints: POST /api/login, /api/logout; GET /api/dashboard, /api/status, /api/jobs,
@@ -225,6 +239,25 @@ pub struct RunArgs {
         env = "K8S_SYNC_DB"
     )]
     pub db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Time between full passes, e.g. 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: std::time::Duration,
+    /// How long writes in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+    /// Automatic retries of a failed change before it stays failed (for /retry).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub auto_retries: u32,
 }
 
 /// The HTTP server's settings, shared by `serve` and `watch`.
@@ -400,8 +433,8 @@ pub enum SnapshotVerify {
 }
 
 /// The original command line had no subcommand: `k8s-sync --primary P --replica-dir D
-/// [--sync-once]`. `--sync-once` runs `apply`; without it the original ran continuously.
-pub fn seed_form(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, &'static str> {
+/// [--sync-once]`. `--sync-once` means `apply`; without it, `watch`.
+pub fn seed_form(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
     let is_seed = first.starts_with("--")
         && !matches!(
@@ -411,16 +444,12 @@ pub fn seed_form(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString
         && !first.starts_with("--color=")
         && !first.starts_with("--output=");
     if !is_seed {
-        return Ok(args);
+        return args;
     }
-    if !args.iter().any(|a| a == "--sync-once") {
-        return Err(
-            "without a command, k8s-sync runs continuously (watch mode), which this version does not have; add --sync-once, or use `k8s-sync apply`",
-        );
-    }
+    let once = args.iter().any(|a| a == "--sync-once");
     let mut rewritten: Vec<_> = args.into_iter().filter(|a| a != "--sync-once").collect();
-    rewritten.insert(1, "apply".into());
-    Ok(rewritten)
+    rewritten.insert(1, if once { "apply" } else { "watch" }.into());
+    rewritten
 }
 
 #[cfg(test)]
@@ -449,14 +478,17 @@ mod tests {
             "--sync-once",
         ]);
         assert_eq!(
-            seed_form(seed).unwrap(),
+            seed_form(seed),
             args(&["k8s-sync", "apply", "--primary", "p", "--replica-dir", "d"])
         );
-        assert!(seed_form(args(&["k8s-sync", "--primary", "p", "--replica-dir", "d"])).is_err());
+        assert_eq!(
+            seed_form(args(&["k8s-sync", "--primary", "p", "--replica-dir", "d"])),
+            args(&["k8s-sync", "watch", "--primary", "p", "--replica-dir", "d"])
+        );
         let normal = args(&["k8s-sync", "diff", "--primary", "p"]);
-        assert_eq!(seed_form(normal.clone()).unwrap(), normal);
+        assert_eq!(seed_form(normal.clone()), normal);
         let help = args(&["k8s-sync", "--help"]);
-        assert_eq!(seed_form(help.clone()).unwrap(), help);
+        assert_eq!(seed_form(help.clone()), help);
     }
 
     #[test]

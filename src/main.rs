@@ -1,5 +1,5 @@
 //! The `k8s-sync` binary: parse the command line, run the command, map the outcome to an exit
-//! code (0 success, 1 drift or tampering, 2 error).
+//! code (0 success, 1 drift, failed objects or tampering, 2 error).
 
 mod cli;
 mod commands;
@@ -7,16 +7,11 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = match cli::seed_form(std::env::args_os().collect()) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("k8s-sync: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let cli = cli::Cli::parse_from(args);
+    let cli = cli::Cli::parse_from(cli::seed_form(std::env::args_os().collect()));
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,4 +29,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Log lines on stderr: the daemons (`watch`, `serve`) say what they do; one-shot commands
+/// print their own output and log only warnings. `RUST_LOG` overrides both.
+fn init_logging(cli: &cli::Cli) {
+    let daemon = matches!(cli.command, cli::Command::Watch(_) | cli::Command::Serve(_));
+    let level = match (cli.output.quiet, cli.output.verbose, daemon) {
+        (true, _, _) => "error",
+        (_, true, _) => "info,kube=warn",
+        (_, _, true) => "info,kube=warn",
+        _ => "warn,kube=error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }

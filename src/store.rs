@@ -382,6 +382,15 @@ impl Store {
         Ok(())
     }
 
+    /// Marks jobs left running by an interrupted process as pending again. Returns how many.
+    pub fn reset_running(&self) -> Result<usize, Error> {
+        let now = now();
+        Ok(self.lock().execute(
+            "UPDATE jobs SET status = 'pending', updated_at = ?1 WHERE status = 'running'",
+            [now],
+        )?)
+    }
+
     /// Closes open (pending or failed) apply jobs for a change the replica already has.
     pub fn settle(
         &self,

@@ -321,17 +321,37 @@ impl Cluster {
         self.send(&what, request, true).await.map(drop)
     }
 
-    /// Whether an object exists (a GET; used only to wait for a deletion to finish).
-    pub async fn exists(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool, Error> {
+    /// Reads one object, `None` when absent. Passes never do this (they LIST); watch mode
+    /// does, to check one object after an event, and recreate to wait for a deletion.
+    pub async fn get(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
         let request = kube::core::Request::new(kind.url_path(Some(namespace)))
             .get(name, &Default::default())
             .expect("get requests always build");
         let what = format!("get {namespace}/{}/{name}", kind.kind);
         match self.send(&what, request, false).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
+            Ok(mut value) => {
+                value["apiVersion"] = kind.api_version().into();
+                value["kind"] = kind.kind.into();
+                Ok(Some(value))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool, Error> {
+        Ok(self.get(kind, namespace, name).await?.is_some())
+    }
+
+    /// The kube client, for watches.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// Creates a namespace; one that already exists is fine.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test crate uses its own part of the harness
 
+pub mod daemon;
 pub mod objects;
 pub mod testenv;
 

@@ -1,0 +1,295 @@
+//! End-to-end watch mode on the local control plane: changes on the primary reach the
+//! replicas, hand edits are reverted, outages and restarts lose nothing, shutdown drains.
+//! Every wait polls with a deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::daemon::Daemon;
+use support::objects::{create, delete, get, patch};
+use support::testenv::{FAULT_CLUSTER, TestEnv, eventually};
+use support::{TestDir, fixture};
+use tokio::sync::RwLock;
+
+/// Tests share the primary; the one that restarts it takes this lock alone.
+static PRIMARY: RwLock<()> = RwLock::const_new(());
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn start_watch(
+    dir: &TestDir,
+    env: &TestEnv,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+) -> Daemon {
+    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg("primary")];
+    for replica in replicas {
+        args.extend(["--replica".into(), env.arg(replica)]);
+    }
+    args.extend(
+        [
+            "--sync-namespaces",
+            namespaces,
+            "--db",
+            "jobs.db",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-count",
+            "4",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut daemon = Daemon::start(dir, log, &args);
+    daemon.wait_for("ready: first pass done", DEADLINE);
+    daemon
+}
+
+fn configmap(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+async fn data_of(client: &kube::Client, ns: &str, name: &str) -> Option<Value> {
+    get(client, ns, "configmaps", name)
+        .await
+        .map(|cm| cm["data"].clone())
+}
+
+/// Waits until `cluster` has ConfigMap `name` with `data` (or none, for `Value::Null`).
+async fn converges(env: &TestEnv, cluster: &str, ns: &str, name: &str, data: Value) {
+    let client = env.client(cluster).await;
+    let what = format!("{cluster}: {ns}/{name} = {data}");
+    eventually(DEADLINE, &what, || async {
+        data_of(&client, ns, name).await.unwrap_or(Value::Null) == data
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn primary_changes_reach_both_replicas_and_hand_edits_are_reverted() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    let daemon = start_watch(&dir, &env, &["replica-1", "replica-2"], &ns, "watch.log");
+
+    create(&primary, &ns, configmap("app", json!({"v": "1"}))).await;
+    for replica in ["replica-1", "replica-2"] {
+        converges(&env, replica, &ns, "app", json!({"v": "1"})).await;
+    }
+    patch(
+        &primary,
+        &ns,
+        "configmaps",
+        "app",
+        json!({"data": {"v": "2"}}),
+    )
+    .await;
+    for replica in ["replica-1", "replica-2"] {
+        converges(&env, replica, &ns, "app", json!({"v": "2"})).await;
+    }
+    // Someone edits a replica's copy: it is put back.
+    let replica = env.client("replica-2").await;
+    patch(
+        &replica,
+        &ns,
+        "configmaps",
+        "app",
+        json!({"data": {"v": "hand-edit"}}),
+    )
+    .await;
+    converges(&env, "replica-2", &ns, "app", json!({"v": "2"})).await;
+
+    delete(&primary, &ns, "configmaps", "app").await;
+    for replica in ["replica-1", "replica-2"] {
+        converges(&env, replica, &ns, "app", Value::Null).await;
+    }
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn a_new_namespace_reaches_the_replicas_before_its_objects() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let existing = env.namespace("watch-ns", &["primary"]).await;
+    let later = format!("{existing}-later");
+    let dir = TestDir::new();
+    let namespaces = format!("{existing},{later}");
+    let daemon = start_watch(&dir, &env, &["replica-1"], &namespaces, "watch.log");
+
+    let primary = env.client("primary").await;
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": later}})).unwrap();
+    kube::Api::all(primary.clone())
+        .create(&Default::default(), &namespace)
+        .await
+        .unwrap();
+    create(&primary, &later, configmap("inside", json!({"a": "1"}))).await;
+    converges(&env, "replica-1", &later, "inside", json!({"a": "1"})).await;
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn a_replica_that_was_down_catches_up() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-down", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    let daemon = start_watch(&dir, &env, &["replica-1", FAULT_CLUSTER], &ns, "watch.log");
+
+    env.script(&["stop-cluster", FAULT_CLUSTER]);
+    for i in 0..5 {
+        create(
+            &primary,
+            &ns,
+            configmap(&format!("while-down-{i}"), json!({"i": i.to_string()})),
+        )
+        .await;
+    }
+    converges(&env, "replica-1", &ns, "while-down-4", json!({"i": "4"})).await;
+    env.script(&["start-cluster", FAULT_CLUSTER]);
+    for i in 0..5 {
+        converges(
+            &env,
+            FAULT_CLUSTER,
+            &ns,
+            &format!("while-down-{i}"),
+            json!({"i": i.to_string()}),
+        )
+        .await;
+    }
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn changes_after_a_primary_restart_still_propagate() {
+    let Some(env) = TestEnv::get() else { return };
+    let _alone = PRIMARY.write().await;
+    let ns = env.namespace("watch-restart", &["primary"]).await;
+    let dir = TestDir::new();
+    let daemon = start_watch(&dir, &env, &["replica-1"], &ns, "watch.log");
+
+    env.script(&["stop-cluster", "primary"]);
+    env.script(&["start-cluster", "primary"]);
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("after-restart", json!({"a": "1"}))).await;
+    converges(&env, "replica-1", &ns, "after-restart", json!({"a": "1"})).await;
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn sigterm_during_a_burst_loses_nothing_and_applies_nothing_twice() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-burst", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    let mut daemon = start_watch(&dir, &env, &["replica-1", "replica-2"], &ns, "first.log");
+
+    const COUNT: usize = 150;
+    for i in 0..COUNT {
+        create(
+            &primary,
+            &ns,
+            configmap(&format!("burst-{i}"), json!({"i": i.to_string()})),
+        )
+        .await;
+        if i == COUNT / 2 {
+            daemon.terminate();
+        }
+    }
+    let status = daemon.wait(Duration::from_secs(40));
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    assert!(
+        daemon.output().contains("shutting down"),
+        "{}",
+        daemon.output()
+    );
+
+    let restarted = start_watch(&dir, &env, &["replica-1", "replica-2"], &ns, "second.log");
+    for replica in ["replica-1", "replica-2"] {
+        let client = env.client(replica).await;
+        let what = format!("all {COUNT} ConfigMaps on {replica}");
+        eventually(DEADLINE, &what, || async {
+            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                kube::Api::namespaced(client.clone(), &ns);
+            api.list(&Default::default())
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(0)
+                == COUNT
+        })
+        .await;
+    }
+    drop(restarted);
+    let run = dir.cmd(&[
+        "jobs", "list", "--db", "jobs.db", "--limit", "100000", "-o", "json",
+    ]);
+    let jobs = run.json();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(
+        jobs.len(),
+        2 * COUNT,
+        "one job per object and replica\n{run}"
+    );
+    for job in jobs {
+        assert_eq!(job["runs"], 1, "applied once: {job}");
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_quick_updates_end_at_the_last_value_with_far_fewer_writes() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-rapid", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("hot", json!({"n": "0"}))).await;
+    let dir = TestDir::new();
+    let daemon = start_watch(&dir, &env, &["replica-1"], &ns, "watch.log");
+
+    for n in 1..=1000 {
+        patch(
+            &primary,
+            &ns,
+            "configmaps",
+            "hot",
+            json!({"data": {"n": n.to_string()}}),
+        )
+        .await;
+    }
+    converges(&env, "replica-1", &ns, "hot", json!({"n": "1000"})).await;
+    drop(daemon);
+    let run = dir.cmd(&[
+        "jobs", "list", "--db", "jobs.db", "--limit", "100000", "-o", "json",
+    ]);
+    let writes = run.json().as_array().unwrap().len();
+    eprintln!("{writes} writes for 1,000 updates");
+    assert!(writes < 200, "{writes} writes for 1,000 updates\n{run}");
+}
+
+#[test]
+fn the_original_flag_form_runs_watch() {
+    // Checked offline: without --sync-once the seed form is `watch`, which refuses a directory
+    // primary with its own message (a clap error would mean it was not recognised).
+    let dir = TestDir::new();
+    let primary = fixture("snapshots/primary");
+    let run = dir.cmd(&[
+        "--primary",
+        primary.to_str().unwrap(),
+        "--replica",
+        primary.to_str().unwrap(),
+        "--db",
+        "x.db",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("watch mode needs a kubeconfig"),
+        "{run}"
+    );
+}

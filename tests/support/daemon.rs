@@ -1,0 +1,97 @@
+//! A long-running `k8s-sync` (watch, serve) started in a test directory, its output captured
+//! to files, stopped by signal.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running k8s-sync process.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+    args: String,
+}
+
+impl Daemon {
+    /// Starts `k8s-sync ARGS` in `dir`, stdout and stderr going to `dir/<log_name>`.
+    pub fn start(dir: &super::TestDir, log_name: &str, args: &[&str]) -> Self {
+        let log = dir.path().join(log_name);
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_k8s-sync"))
+            .current_dir(dir.path())
+            .args(args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start k8s-sync");
+        Daemon {
+            child,
+            log,
+            args: args.join(" "),
+        }
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its output contains `text`; panics with the output after `limit`.
+    pub fn wait_for(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.output().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "k8s-sync {} exited ({status}) before printing {text:?}\n{}",
+                    self.args,
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} after {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for it to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- k8s-sync {} ---\n{}", self.args, self.output());
+        }
+    }
+}
