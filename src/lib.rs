@@ -18,4 +18,5 @@ pub mod scope;
 pub mod secret;
 pub mod snapshot;
 pub mod store;
+pub mod watch;
 pub mod yaml;

@@ -355,9 +355,10 @@ pub fn canonical_bytes(object: &Value) -> Vec<u8> {
     serde_json::to_vec(object).expect("a JSON value always serializes")
 }
 
-/// Human-readable YAML of a normalized object, for diffs and snapshot files.
+/// Human-readable YAML of a normalized object, for diffs and snapshot files: block style as
+/// kubectl writes it, and quoted wherever a YAML 1.1 reader (kubectl) could misread a string.
 pub fn to_yaml(object: &Value) -> String {
-    serde_yaml::to_string(object).expect("a JSON value always serializes to YAML")
+    crate::yaml::to_string(object)
 }
 
 /// The sha256 of an object's canonical bytes: equal objects have equal keys on every machine.
