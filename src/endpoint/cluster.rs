@@ -163,6 +163,9 @@ impl Cluster {
         // An unreachable replica must fail fast, not hang the pass.
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(60));
+        // k8s-sync retries itself: it counts attempts into jobs, and a client-level retry
+        // underneath would multiply them.
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|source| Error::Client {
             path: path.to_path_buf(),
             source,
