@@ -555,3 +555,48 @@ async fn archives_only_when_the_primary_changed() {
         "{run}"
     );
 }
+
+#[tokio::test]
+async fn no_adopt_leaves_a_differing_replica_object_alone() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("adopt", &["primary", "replica-1"]).await;
+    let (primary, replica) = (env.client("primary").await, env.client("replica-1").await);
+    create(
+        &primary,
+        &ns,
+        configmap("shared", json!({"owner": "primary"})),
+    )
+    .await;
+    create(
+        &replica,
+        &ns,
+        configmap("shared", json!({"owner": "replica"})),
+    )
+    .await;
+    let dir = TestDir::new();
+
+    let run = sync(
+        &dir,
+        &env,
+        "apply",
+        &["replica-1"],
+        &ns,
+        &["--no-adopt", "-o", "json"],
+    );
+    run.expect_code(1);
+    assert_eq!(
+        replica_report(&run.json(), "replica-1")["conflicts"],
+        1,
+        "{run}"
+    );
+    let object = get(&replica, &ns, "configmaps", "shared").await.unwrap();
+    assert_eq!(object["data"]["owner"], "replica");
+
+    sync(&dir, &env, "apply", &["replica-1"], &ns, &[]).expect_code(0);
+    let object = get(&replica, &ns, "configmaps", "shared").await.unwrap();
+    assert_eq!(object["data"]["owner"], "primary", "adopted by default");
+    assert_eq!(
+        object["metadata"]["annotations"]["k8s-sync.io/source"],
+        "primary"
+    );
+}
