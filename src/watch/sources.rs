@@ -27,7 +27,7 @@ pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &Cancella
     for kind in watch.options.pass.scope.kinds.iter() {
         for api in apis(watch.primary.client(), kind, &watch.options.pass.scope) {
             let name = format!("primary/{}", kind.plural);
-            watch.status.set(&name, WatcherState::Starting);
+            watch.mark(&name, WatcherState::Starting);
             tasks.spawn(primary_watcher(
                 watch.clone(),
                 kind,
@@ -39,7 +39,7 @@ pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &Cancella
         for replica in &watch.replicas {
             for api in apis(replica.cluster.client(), kind, &watch.options.pass.scope) {
                 let name = format!("{}/{}", replica.name, kind.plural);
-                watch.status.set(&name, WatcherState::Starting);
+                watch.mark(&name, WatcherState::Starting);
                 tasks.spawn(replica_watcher(
                     watch.clone(),
                     replica.clone(),
@@ -51,9 +51,7 @@ pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &Cancella
             }
         }
     }
-    watch
-        .status
-        .set("primary/namespaces", WatcherState::Starting);
+    watch.mark("primary/namespaces", WatcherState::Starting);
     tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
     for replica in &watch.replicas {
         tasks.spawn(probe(watch.clone(), replica.clone(), stop.clone()));
@@ -100,6 +98,37 @@ fn reference_of(kind: &'static Kind, object: &DynamicObject) -> Option<ObjectRef
     })
 }
 
+/// Feeds each event of `events` to `handle` until `stop`, keeping the watcher's state (in the
+/// status and the metric) up to date. The stream recovers from errors by itself, with backoff.
+async fn pump<K>(
+    watch: &Watch,
+    name: &str,
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    stop: &CancellationToken,
+    mut handle: impl FnMut(watcher::Event<K>),
+) {
+    futures::pin_mut!(events);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = stop.cancelled() => return,
+        };
+        match event {
+            None => return,
+            Some(Ok(event)) => {
+                if matches!(event, watcher::Event::InitDone) {
+                    watch.mark(name, WatcherState::Running);
+                }
+                handle(event);
+            }
+            Some(Err(error)) => {
+                warn!(watcher = %name, %error, "watch failed; retrying with backoff");
+                watch.mark(name, WatcherState::Recovering(error.to_string()));
+            }
+        }
+    }
+}
+
 async fn primary_watcher(
     watch: Arc<Watch>,
     kind: &'static Kind,
@@ -108,49 +137,28 @@ async fn primary_watcher(
     stop: CancellationToken,
 ) {
     let events = watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(events);
     // References listed since the stream (re)started; whatever the cache had that is not among
     // them was deleted while the stream was down.
     let mut listed: HashSet<ObjectRef> = HashSet::new();
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = stop.cancelled() => return,
-        };
-        let Some(event) = event else { return };
-        match event {
-            Ok(watcher::Event::Init) => listed.clear(),
-            Ok(watcher::Event::InitApply(object)) => {
-                if let Some(reference) = reference_of(kind, &object) {
-                    listed.insert(reference);
-                }
-                watch.on_primary_object(kind, object, "init");
+    pump(&watch, &name, events, &stop, |event| match event {
+        watcher::Event::Init => listed.clear(),
+        watcher::Event::InitApply(object) => {
+            if let Some(reference) = reference_of(kind, &object) {
+                listed.insert(reference);
             }
-            Ok(watcher::Event::InitDone) => {
-                watch.forget_unlisted(kind, &listed);
-                watch.status.set(&name, WatcherState::Running);
-                watch.metrics.watchers.with_label_values(&[&name]).set(1);
-            }
-            Ok(watcher::Event::Apply(object)) => watch.on_primary_object(kind, object, "apply"),
-            Ok(watcher::Event::Delete(object)) => {
-                watch
-                    .metrics
-                    .watch_events
-                    .with_label_values(&[kind.kind, "delete"])
-                    .inc();
-                if let Some(reference) = reference_of(kind, &object) {
-                    watch.forget(&reference);
-                }
-            }
-            Err(error) => {
-                warn!(watcher = %name, %error, "watch failed; retrying with backoff");
-                watch
-                    .status
-                    .set(&name, WatcherState::Recovering(error.to_string()));
-                watch.metrics.watchers.with_label_values(&[&name]).set(0);
+            watch.on_primary_object(kind, object, "init");
+        }
+        watcher::Event::InitDone => watch.forget_unlisted(kind, &listed),
+        watcher::Event::Apply(object) => watch.on_primary_object(kind, object, "apply"),
+        watcher::Event::Delete(object) => {
+            let events = &watch.metrics.watch_events;
+            events.with_label_values(&[kind.kind, "delete"]).inc();
+            if let Some(reference) = reference_of(kind, &object) {
+                watch.forget(&reference);
             }
         }
-    }
+    })
+    .await;
 }
 
 async fn replica_watcher(
@@ -163,81 +171,45 @@ async fn replica_watcher(
 ) {
     let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
     let events = watcher(api, config).default_backoff();
-    futures::pin_mut!(events);
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = stop.cancelled() => return,
-        };
-        let Some(event) = event else { return };
-        match event {
-            Ok(watcher::Event::InitDone) => {
-                watch.status.set(&name, WatcherState::Running);
-                watch.metrics.watchers.with_label_values(&[&name]).set(1);
-            }
-            Ok(watcher::Event::Apply(object)) => watch.on_replica_object(&replica, kind, object),
-            Ok(watcher::Event::Delete(object)) => {
-                // A managed copy deleted by hand: bring it back if the primary still has it.
-                let still_wanted = |reference: &ObjectRef| {
-                    let cache = watch.cache.read().unwrap_or_else(|e| e.into_inner());
-                    cache.contains_key(reference)
-                };
-                if let Some(reference) = reference_of(kind, &object).filter(still_wanted) {
-                    watch.queue.add(Work::Object(reference), Instant::now());
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                watch
-                    .status
-                    .set(&name, WatcherState::Recovering(error.to_string()));
-                watch.metrics.watchers.with_label_values(&[&name]).set(0);
+    pump(&watch, &name, events, &stop, |event| match event {
+        watcher::Event::Apply(object) => watch.on_replica_object(&replica, kind, object),
+        watcher::Event::Delete(object) => {
+            // A managed copy deleted by hand: bring it back if the primary still has it.
+            let still_wanted = |reference: &ObjectRef| {
+                let cache = watch.cache.read().unwrap_or_else(|e| e.into_inner());
+                cache.contains_key(reference)
+            };
+            if let Some(reference) = reference_of(kind, &object).filter(still_wanted) {
+                watch.queue.add(Work::Object(reference), Instant::now());
             }
         }
-    }
+        _ => {}
+    })
+    .await;
 }
 
 async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
     let api: Api<Namespace> = Api::all(watch.primary.client().clone());
     let events = watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(events);
-    let name = "primary/namespaces";
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = stop.cancelled() => return,
+    pump(&watch, "primary/namespaces", events, &stop, |event| {
+        let (watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace)) = event
+        else {
+            return;
         };
-        let Some(event) = event else { return };
-        match event {
-            Ok(watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace)) => {
-                let Some(ns) = namespace.metadata.name else {
-                    continue;
-                };
-                let terminating = namespace.metadata.deletion_timestamp.is_some();
-                if !terminating && watch.options.pass.scope.admits_namespace(&ns).is_ok() {
-                    watch
-                        .metrics
-                        .watch_events
-                        .with_label_values(&["Namespace", "apply"])
-                        .inc();
-                    if watch.replicas.iter().any(|r| !r.knows_namespace(&ns)) {
-                        watch.queue.add(Work::Namespace(ns), Instant::now());
-                    }
-                }
-            }
-            Ok(watcher::Event::InitDone) => {
-                watch.status.set(name, WatcherState::Running);
-                watch.metrics.watchers.with_label_values(&[name]).set(1);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                watch
-                    .status
-                    .set(name, WatcherState::Recovering(error.to_string()));
-                watch.metrics.watchers.with_label_values(&[name]).set(0);
-            }
+        let Some(ns) = namespace.metadata.name else {
+            return;
+        };
+        let terminating = namespace.metadata.deletion_timestamp.is_some();
+        if terminating || watch.options.pass.scope.admits_namespace(&ns).is_err() {
+            return;
         }
-    }
+        let events = &watch.metrics.watch_events;
+        events.with_label_values(&["Namespace", "apply"]).inc();
+        if watch.replicas.iter().any(|r| !r.knows_namespace(&ns)) {
+            watch.queue.add(Work::Namespace(ns), Instant::now());
+        }
+    })
+    .await;
 }
 
 /// While a replica is unreachable, asks it for its version with growing pauses; once it
@@ -266,6 +238,16 @@ async fn probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: CancellationToken
 }
 
 impl Watch {
+    /// Records a watcher's state in the status and the metric.
+    fn mark(&self, watcher: &str, state: WatcherState) {
+        let running = i64::from(state == WatcherState::Running);
+        self.metrics
+            .watchers
+            .with_label_values(&[watcher])
+            .set(running);
+        self.status.set(watcher, state);
+    }
+
     /// An event of the primary: normalize, key, and queue the object if its key changed.
     fn on_primary_object(&self, kind: &'static Kind, object: DynamicObject, event: &str) {
         self.metrics
