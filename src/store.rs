@@ -193,6 +193,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job as shown to people and API clients: a Secret's change key is left out, since a
+    /// hash of a weak value can be reversed by guessing.
+    pub fn shown(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("a job serializes");
+        if self.kind == "Secret" {
+            value["change_key"] = serde_json::Value::Null;
+        }
+        value
+    }
+
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         let status: String = row.get("status")?;
         Ok(Job {

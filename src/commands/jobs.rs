@@ -87,10 +87,16 @@ pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode>
 
 fn print_jobs(jobs: &[Job], output: &Output) -> anyhow::Result<()> {
     match output.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(jobs)?),
+        Format::Json => {
+            let shown: Vec<_> = jobs.iter().map(Job::shown).collect();
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
         Format::Text => {
             for job in jobs {
-                let key = job.change_key.get(..19).unwrap_or(&job.change_key);
+                let key = match job.kind.as_str() {
+                    "Secret" => "-",
+                    _ => job.change_key.get(..19).unwrap_or(&job.change_key),
+                };
                 println!(
                     "{:>6}  {:<10} {:<9} {:<8} {}/{}/{}  {}  attempts={}{}",
                     job.id,
