@@ -27,7 +27,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Watch events seen on the primary, by kind and type.
     pub watch_events: IntCounterVec,
-    /// Whether each watcher currently runs (1) or is recovering (0), by kind.
+    /// Whether each watcher (`cluster/kind`) runs (1) or is starting or recovering (0).
     pub watchers: IntGaugeVec,
     /// Time from a primary event to the replica write that carried it, by replica.
     pub propagation_seconds: HistogramVec,
@@ -106,8 +106,8 @@ impl Metrics {
         );
         let watchers = gauge(
             "k8s_sync_watcher_running",
-            "Whether the watcher of a kind runs (1) or is recovering (0).",
-            &["kind"],
+            "Whether a watcher (cluster/kind) runs (1) or is starting or recovering (0).",
+            &["watcher"],
         );
         let propagation_seconds = histogram(
             "k8s_sync_propagation_seconds",
@@ -190,7 +190,10 @@ mod tests {
             .watch_events
             .with_label_values(&["ConfigMap", "apply"])
             .inc();
-        metrics.watchers.with_label_values(&["ConfigMap"]).set(1);
+        metrics
+            .watchers
+            .with_label_values(&["primary/configmaps"])
+            .set(1);
         metrics
             .propagation_seconds
             .with_label_values(&["r"])
@@ -205,7 +208,7 @@ mod tests {
             "k8s_sync_last_successful_pass_timestamp_seconds{replica=\"r\"}",
             "k8s_sync_queue_depth 2",
             "k8s_sync_watch_events_total{kind=\"ConfigMap\",type=\"apply\"} 1",
-            "k8s_sync_watcher_running{kind=\"ConfigMap\"} 1",
+            "k8s_sync_watcher_running{watcher=\"primary/configmaps\"} 1",
             "k8s_sync_propagation_seconds_count{replica=\"r\"} 1",
         ] {
             assert!(text.contains(family), "missing {family}\n{text}");

@@ -29,7 +29,24 @@ pub async fn sync_replica(
     sinks: Sinks<'_>,
     only: Option<&ObjectRef>,
 ) -> Result<Report, store::Error> {
-    let fail = |error: String| apply::fail_unreachable(&replica.name, desired, &error, sinks);
+    // A failure before planning is recorded against the objects this pass is about.
+    let narrowed;
+    let about = match only {
+        Some(only) => {
+            narrowed = Snapshot {
+                objects: desired
+                    .objects
+                    .iter()
+                    .filter(|(r, _)| *r == only)
+                    .map(|(r, e)| (r.clone(), e.clone()))
+                    .collect(),
+                ..Snapshot::default()
+            };
+            &narrowed
+        }
+        None => desired,
+    };
+    let fail = |error: String| apply::fail_unreachable(&replica.name, about, &error, sinks);
     let connected = match replica.connect().await {
         Ok(connected) => connected,
         Err(e) => return fail(anyhow_like(&e)),

@@ -4,6 +4,7 @@
 //! the same change is recorded once. A job that succeeded and is needed again (the replica was
 //! edited by hand since) is re-opened, not duplicated; its `runs` counts how often it ran.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -273,6 +274,44 @@ pub enum UserDeletion {
     LastUser,
 }
 
+impl Counts {
+    /// Adds `count` jobs in the state named `status`.
+    fn add(&mut self, status: &str, count: i64) {
+        let count = u64::try_from(count).unwrap_or_default();
+        self.total += count;
+        match Status::parse(status) {
+            Some(Status::Running) => self.ongoing += count,
+            Some(Status::Failed) => self.failed += count,
+            Some(Status::Pending) => self.pending += count,
+            Some(Status::Succeeded) => self.succeeded += count,
+            None => {}
+        }
+    }
+}
+
+/// A recorded pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pass {
+    /// Its id.
+    pub id: i64,
+    /// The source's name.
+    pub source: String,
+    /// The root hash of the source's snapshot.
+    pub root_hash: String,
+    /// Objects in the source's snapshot.
+    pub objects: i64,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+    /// Objects out of step, over every replica.
+    pub drifted: i64,
+    /// Changes applied.
+    pub applied: i64,
+    /// Changes that failed.
+    pub failed: i64,
+}
+
 /// The job database.
 pub struct Store {
     connection: Mutex<Connection>,
@@ -455,17 +494,57 @@ impl Store {
         })?;
         for row in rows {
             let (status, count) = row?;
-            let count = u64::try_from(count).unwrap_or_default();
-            counts.total += count;
-            match Status::parse(&status) {
-                Some(Status::Running) => counts.ongoing += count,
-                Some(Status::Failed) => counts.failed += count,
-                Some(Status::Pending) => counts.pending += count,
-                Some(Status::Succeeded) => counts.succeeded += count,
-                None => {}
-            }
+            counts.add(&status, count);
         }
         Ok(counts)
+    }
+
+    /// Counts of jobs by state for every replica that has jobs, in one scan.
+    pub fn counts_by_replica(&self) -> Result<BTreeMap<String, Counts>, Error> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT replica, status, COUNT(*) FROM jobs GROUP BY replica, status",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut all = BTreeMap::new();
+        for row in rows {
+            let (replica, status, count) = row?;
+            all.entry(replica)
+                .or_insert_with(Counts::default)
+                .add(&status, count);
+        }
+        Ok(all)
+    }
+
+    /// The most recent pass, if any.
+    pub fn last_pass(&self) -> Result<Option<Pass>, Error> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT id, source, root_hash, objects, started_at, finished_at, drifted, applied, failed
+                 FROM passes ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(Pass {
+                        id: r.get(0)?,
+                        source: r.get(1)?,
+                        root_hash: r.get(2)?,
+                        objects: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        drifted: r.get(6)?,
+                        applied: r.get(7)?,
+                        failed: r.get(8)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Records the start of a pass and returns its id.
@@ -792,5 +871,58 @@ mod tests {
             Store::open(&path),
             Err(Error::TooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn interrupted_jobs_become_pending() {
+        let store = Store::in_memory().unwrap();
+        let id = store.begin(&job("sha256:1")).unwrap();
+        store.start(id).unwrap();
+        assert_eq!(store.reset_running().unwrap(), 1);
+        assert_eq!(store.job(id).unwrap().unwrap().status, Status::Pending);
+    }
+
+    #[test]
+    fn shows_no_change_key_of_a_secret() {
+        let store = Store::in_memory().unwrap();
+        let config = store.begin(&job("sha256:1")).unwrap();
+        let secret = store
+            .begin(&NewJob {
+                kind: "Secret",
+                ..job("sha256:2")
+            })
+            .unwrap();
+        let shown = |id| store.job(id).unwrap().unwrap().shown();
+        assert_eq!(shown(config)["change_key"], "sha256:1");
+        assert!(shown(secret)["change_key"].is_null());
+    }
+
+    #[test]
+    fn counts_every_replica_in_one_scan_and_finds_the_last_pass() {
+        let store = Store::in_memory().unwrap();
+        assert_eq!(store.last_pass().unwrap(), None);
+        for (i, replica) in ["r1", "r2", "r2"].iter().enumerate() {
+            let key = format!("sha256:{i}");
+            let id = store
+                .begin(&NewJob {
+                    replica,
+                    ..job(&key)
+                })
+                .unwrap();
+            let outcome = if i == 2 { Err("x") } else { Ok(()) };
+            store.finish(id, outcome, 1, Duration::ZERO).unwrap();
+        }
+        let all = store.counts_by_replica().unwrap();
+        assert_eq!((all["r1"].total, all["r1"].succeeded), (1, 1));
+        assert_eq!((all["r2"].total, all["r2"].failed), (2, 1));
+        store.begin_pass("primary", "sha256:a", 3).unwrap();
+        let id = store.begin_pass("primary", "sha256:b", 4).unwrap();
+        store.finish_pass(id, 2, 1, 1).unwrap();
+        let last = store.last_pass().unwrap().unwrap();
+        assert_eq!(
+            (last.id, last.root_hash.as_str(), last.applied),
+            (id, "sha256:b", 1)
+        );
+        assert!(last.finished_at.is_some());
     }
 }

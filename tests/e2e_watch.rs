@@ -17,6 +17,7 @@ use tokio::sync::RwLock;
 static PRIMARY: RwLock<()> = RwLock::const_new(());
 
 const DEADLINE: Duration = Duration::from_secs(30);
+const ADMIN_PASSWORD: &str = "watch-admin-password";
 
 fn start_watch(
     dir: &TestDir,
@@ -43,7 +44,12 @@ fn start_watch(
         .map(String::from),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut daemon = Daemon::start(dir, log, &args);
+    let mut daemon = Daemon::start(
+        dir,
+        log,
+        &args,
+        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
     daemon.wait_for("ready: first pass done", DEADLINE);
     daemon
 }
@@ -291,5 +297,62 @@ fn the_original_flag_form_runs_watch() {
     assert!(
         run.stderr().contains("watch mode needs a kubeconfig"),
         "{run}"
+    );
+}
+
+#[tokio::test]
+async fn watch_serves_readiness_watcher_states_and_metrics() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-api", &["primary"]).await;
+    let dir = TestDir::new();
+    let mut api =
+        support::http::ApiServer::attach(start_watch(&dir, &env, &["replica-1"], &ns, "watch.log"));
+    let ready = api.get("/readyz");
+    assert_eq!(ready.status, 200, "{ready}");
+
+    api.login_as("admin", ADMIN_PASSWORD);
+    let status = api.get("/api/status").json();
+    assert_eq!(
+        status["watchers"]["primary/configmaps"]["state"], "running",
+        "{status}"
+    );
+    assert_eq!(
+        status["watchers"]["replica-1/deployments"]["state"], "running",
+        "{status}"
+    );
+    assert_eq!(status["replicas"][0]["reachable"], true, "{status}");
+
+    create(
+        &env.client("primary").await,
+        &ns,
+        configmap("seen", json!({"a": "1"})),
+    )
+    .await;
+    converges(&env, "replica-1", &ns, "seen", json!({"a": "1"})).await;
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut metrics = String::new();
+    eventually(DEADLINE, "the propagation to be measured", || {
+        metrics = api.get("/metrics").text();
+        let seen = metric(&metrics, "k8s_sync_propagation_seconds_count") >= 1.0;
+        async move { seen }
+    })
+    .await;
+    assert!(
+        metric(&metrics, "k8s_sync_watch_events_total{kind=\"ConfigMap\"") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "k8s_sync_watcher_running{watcher=\"primary/configmaps\"}"
+        ),
+        1.0,
+        "{metrics}"
     );
 }

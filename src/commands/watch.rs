@@ -1,7 +1,10 @@
+//! `watch`: the continuous mode, with the HTTP API and metrics beside it.
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use k8s_sync::api::{self, Api, Authenticator, PassContext, Server, auth};
 use k8s_sync::endpoint::Connected;
 use k8s_sync::metrics::Metrics;
 use k8s_sync::watch::{Replica, Watch, WatchOptions};
@@ -49,19 +52,62 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         .source_name
         .clone()
         .unwrap_or_else(|| primary.name.clone());
+    let pass = PassContext {
+        primary: primary.clone(),
+        replicas: replicas.clone(),
+        options: options.pass.clone(),
+        source_name: Some(source.clone()),
+    };
     let watch = Arc::new(Watch::new(
         &source,
         primary_cluster,
         watched,
         options,
+        store.clone(),
+        metrics.clone(),
+    ));
+
+    // The same server as `serve`, ready only once the first pass is done and watchers run.
+    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
+    auth::create_first_user(&store, cost)?;
+    let ttl = args.server.token_ttl;
+    let authenticator = tokio::task::spawn_blocking(move || Authenticator::new(cost, ttl))
+        .await
+        .context("preparing password checks")?
+        .context("preparing password checks")?;
+    let (ready, states) = (watch.status(), watch.status());
+    let service = Api::new(
         store,
         metrics,
-    ));
+        authenticator,
+        tokio::runtime::Handle::current(),
+    )
+    .with_pass(pass)
+    .with_readiness(Arc::new(move || ready.ready()))
+    .with_watchers(Arc::new(move || {
+        serde_json::to_value(states.watchers()).unwrap_or_default()
+    }));
+    let listen = args.server.listen;
+    let server = Server::start(listen, api::WORKERS, Arc::new(service))
+        .with_context(|| format!("listening on {listen}"))?;
+    info!("listening on http://{}", server.local_addr());
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     info!(primary = %primary.name, replicas = replicas.len(), "watching");
-    watch.run(shutdown).await.context("job database")?;
+    let mut running = tokio::spawn(watch.run(shutdown.clone()));
+    let outcome = tokio::select! {
+        result = &mut running => result.context("watch mode stopped unexpectedly")?.context("job database"),
+        reason = server.failed() => {
+            shutdown.cancel();
+            let _ = running.await;
+            Err(anyhow::anyhow!("the HTTP server stopped accepting connections: {reason}"))
+        }
+    };
+    tokio::task::spawn_blocking(move || server.shutdown())
+        .await
+        .context("stopping the HTTP server")?;
+    outcome?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

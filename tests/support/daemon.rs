@@ -13,14 +13,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `k8s-sync ARGS` in `dir`, stdout and stderr going to `dir/<log_name>`.
-    pub fn start(dir: &super::TestDir, log_name: &str, args: &[&str]) -> Self {
+    /// Starts `k8s-sync ARGS` in `dir` with `env` (and the test bcrypt cost, no admin password
+    /// unless given), stdout and stderr going to `dir/<log_name>`.
+    pub fn start(
+        dir: &super::TestDir,
+        log_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.path().join(log_name);
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_k8s-sync"))
             .current_dir(dir.path())
             .args(args)
             .env("RUST_LOG", "info,kube=warn")
+            .env("K8S_SYNC_BCRYPT_COST", "4")
+            .env_remove("K8S_SYNC_ADMIN_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -56,6 +65,26 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The address printed after `listening on http://`, waiting for it at most `limit`.
+    pub fn address(&mut self, limit: Duration) -> std::net::SocketAddr {
+        self.wait_for("listening on http://", limit);
+        let output = self.output();
+        let rest = output
+            .split("listening on http://")
+            .nth(1)
+            .expect("waited for it");
+        let addr: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().expect("an address after `listening on`")
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM.

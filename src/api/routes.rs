@@ -1,0 +1,437 @@
+//! The route table and the handlers: which method and path does what, who may call it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Api;
+use super::auth::{self, Caller, LoginError};
+use super::http::{Failure, MAX_BODY, Method, Reply, Request, too_large};
+use super::status;
+use crate::store::{Job, JobFilter, Status, UserDeletion};
+
+/// The default `limit` of `GET /api/jobs`.
+pub const JOBS_DEFAULT_LIMIT: u32 = 100;
+/// The largest `limit` of `GET /api/jobs`.
+pub const JOBS_MAX_LIMIT: u32 = 1000;
+
+type Handler = fn(&Api, &mut Call<'_, '_>) -> Result<Reply, Failure>;
+
+/// One route: a method and a path pattern (`{name}` matches one segment).
+pub struct Route {
+    /// The method.
+    pub method: Method,
+    /// The path pattern, as `docs/openapi.yaml` spells it.
+    pub path: &'static str,
+    /// Whether a bearer token is needed.
+    pub auth: bool,
+    handler: Handler,
+}
+
+/// Every route the API serves.
+pub fn routes() -> &'static [Route] {
+    ROUTES
+}
+
+static ROUTES: &[Route] = &[
+    route(Method::Post, "/api/login", false, login),
+    route(Method::Post, "/api/logout", true, logout),
+    route(Method::Get, "/api/dashboard", true, dashboard),
+    route(Method::Get, "/api/status", true, |api, _| {
+        status::status(api)
+    }),
+    route(Method::Get, "/api/users", true, list_users),
+    route(Method::Post, "/api/users", true, add_user),
+    route(Method::Delete, "/api/users/{name}", true, delete_user),
+    route(Method::Get, "/api/jobs", true, list_jobs),
+    route(Method::Get, "/api/jobs/{id}", true, get_job),
+    route(Method::Get, "/retry", true, retry),
+    route(Method::Post, "/retry", true, retry),
+    route(Method::Get, "/metrics", false, metrics),
+    route(Method::Get, "/healthz", false, |_, _| {
+        Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
+    }),
+    route(Method::Get, "/readyz", false, readyz),
+];
+
+const fn route(method: Method, path: &'static str, auth: bool, handler: Handler) -> Route {
+    Route {
+        method,
+        path,
+        auth,
+        handler,
+    }
+}
+
+/// A request being handled: the request, the path's `{parameters}`, the caller.
+pub(crate) struct Call<'r, 'b> {
+    request: &'r mut Request<'b>,
+    params: Vec<String>,
+    caller: Option<Caller>,
+}
+
+/// Whether `segments` match `pattern`; the `{parameters}`' values when they do.
+fn matches(pattern: &str, segments: &[String]) -> Option<Vec<String>> {
+    let parts: Vec<&str> = pattern.split('/').skip(1).collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (part, segment) in parts.iter().zip(segments) {
+        if part.starts_with('{') && part.ends_with('}') {
+            if segment.is_empty() {
+                return None;
+            }
+            params.push(segment.clone());
+        } else if part != segment {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// Finds the route for a request: `Ok` with it and its parameters, or the 404 or 405 reply.
+pub(crate) fn find(request: &Request<'_>) -> Result<(&'static Route, Vec<String>), Failure> {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = matches(route.path, &request.segments) {
+            if route.method == request.method {
+                return Ok((route, params));
+            }
+            allowed.push(route.method.as_str());
+        }
+    }
+    if allowed.is_empty() {
+        return Err(Failure::new(
+            404,
+            format!("no such route: {}", request.path),
+        ));
+    }
+    Err(Failure::new(
+        405,
+        format!("{} is not allowed on {}", request.method, request.path),
+    )
+    .with_header("Allow", allowed.join(", ")))
+}
+
+/// Serves one request: size check, routing, authentication, the handler.
+pub(crate) fn dispatch(api: &Api, request: &mut Request<'_>) -> (Option<&'static Route>, Reply) {
+    match serve(api, request) {
+        Ok((route, reply)) => (Some(route), reply),
+        Err((route, failure)) => (route, failure.into_reply()),
+    }
+}
+
+type Served = (&'static Route, Reply);
+
+fn serve(
+    api: &Api,
+    request: &mut Request<'_>,
+) -> Result<Served, (Option<&'static Route>, Failure)> {
+    let declared = request.content_length().map_err(|f| (None, f))?;
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err((None, too_large()));
+    }
+    let (route, params) = find(request).map_err(|f| (None, f))?;
+    let caller = if route.auth {
+        let caller = api
+            .auth
+            .authenticate(&api.store, request.header("authorization"))
+            .map_err(|e| (Some(route), Failure::from(e)))?;
+        if caller.is_none() {
+            let failure = Failure::new(401, "a valid bearer token is needed: POST /api/login")
+                .with_header("WWW-Authenticate", "Bearer");
+            return Err((Some(route), failure));
+        }
+        caller
+    } else {
+        None
+    };
+    let mut call = Call {
+        request,
+        params,
+        caller,
+    };
+    (route.handler)(api, &mut call)
+        .map(|reply| (route, reply))
+        .map_err(|f| (Some(route), f))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn login(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let credentials: Credentials = call.request.json()?;
+    let remote = call.request.remote;
+    match api.auth.login(
+        &api.store,
+        &credentials.username,
+        &credentials.password,
+        remote,
+    ) {
+        Ok(session) => {
+            let expires_at = jiff::Timestamp::from_second(session.expires_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            Ok(Reply::json(
+                200,
+                &json!({"token": session.token, "expires_at": expires_at}),
+            ))
+        }
+        Err(LoginError::Invalid) => Err(Failure::new(401, "invalid user name or password")),
+        Err(LoginError::Throttled(wait)) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Err(Failure::new(429, "too many failed logins; try again later")
+                .with_header("Retry-After", seconds.max(1).to_string()))
+        }
+        Err(LoginError::Busy) => Err(Failure::new(
+            503,
+            "too many logins being checked; try again in a moment",
+        )
+        .with_header("Retry-After", "1")),
+        Err(LoginError::Store(e)) => Err(e.into()),
+        Err(LoginError::Random(e)) => Err(Failure::new(500, format!("no random token: {e}"))),
+    }
+}
+
+fn logout(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let caller = call.caller.as_ref().expect("an authenticated route");
+    api.store.delete_session(&caller.token_digest)?;
+    Ok(Reply::empty(204))
+}
+
+/// How long dashboard counts are reused. Each count scans the index of the jobs' states, and
+/// viewers polling the dashboard at once need not each repeat that.
+pub const DASHBOARD_TTL: Duration = Duration::from_secs(1);
+
+/// The last dashboard and when it was counted.
+#[derive(Default)]
+pub(crate) struct DashboardCache(Mutex<Option<(Instant, Value)>>);
+
+fn dashboard(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    // Held while counting: concurrent requests wait for one count instead of each making one.
+    let mut cache = api.dashboard.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, body)) = &*cache
+        && at.elapsed() < DASHBOARD_TTL
+    {
+        return Ok(Reply::json(200, body));
+    }
+    let counts = api.store.counts(None)?;
+    let mut replicas = api.store.counts_by_replica()?;
+    for name in api.replica_names() {
+        replicas.entry(name.clone()).or_default();
+    }
+    let mut body = serde_json::to_value(counts).expect("counts serialize");
+    body["replicas"] = serde_json::to_value(replicas).expect("counts serialize");
+    let reply = Reply::json(200, &body);
+    *cache = Some((Instant::now(), body));
+    Ok(reply)
+}
+
+fn list_users(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    Ok(Reply::json(200, &json!({"users": api.store.users()?})))
+}
+
+fn add_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let credentials: Credentials = call.request.json()?;
+    auth::check_username(&credentials.username).map_err(|e| Failure::new(400, e))?;
+    auth::check_password(&credentials.password).map_err(|e| Failure::new(400, e))?;
+    let hash = auth::hash_password(&credentials.password, api.auth.cost())
+        .map_err(|e| Failure::new(500, format!("hashing the password: {e}")))?;
+    if !api.store.add_user(&credentials.username, &hash)? {
+        return Err(Failure::new(
+            409,
+            format!("user {} already exists", credentials.username),
+        ));
+    }
+    let user = api
+        .store
+        .users()?
+        .into_iter()
+        .find(|u| u.name == credentials.username);
+    Ok(Reply::json(201, &user))
+}
+
+fn delete_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let name = &call.params[0];
+    match api.store.delete_user(name)? {
+        UserDeletion::Deleted => Ok(Reply::empty(204)),
+        UserDeletion::NotFound => Err(Failure::new(404, format!("user {name}: no such user"))),
+        UserDeletion::LastUser => Err(Failure::new(
+            409,
+            format!("user {name} is the last user: add another before deleting it"),
+        )),
+    }
+}
+
+/// A job as the API shows it: a Secret's change key is hidden, since a hash of a weak Secret
+/// value can be reversed by guessing.
+pub(crate) fn job_json(job: &Job) -> Value {
+    let mut value = serde_json::to_value(job).expect("jobs serialize");
+    if job.kind == "Secret" {
+        value["change_key"] = Value::Null;
+    }
+    value
+}
+
+fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let request = &call.request;
+    let status = match request.param("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(Status::parse(text).ok_or_else(|| {
+            Failure::new(
+                400,
+                format!("status {text:?}: expected pending, running, succeeded or failed"),
+            )
+        })?),
+    };
+    let limit = match request.param("limit").filter(|s| !s.is_empty()) {
+        None => JOBS_DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=JOBS_MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Failure::new(
+                    400,
+                    format!("limit {text:?}: expected a number from 1 to {JOBS_MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let filter = JobFilter {
+        status,
+        replica: request
+            .param("replica")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        limit: Some(limit),
+    };
+    let jobs: Vec<Value> = api.store.jobs(&filter)?.iter().map(job_json).collect();
+    Ok(Reply::json(200, &json!({"jobs": jobs})))
+}
+
+fn job_id(text: &str) -> Result<i64, Failure> {
+    text.parse()
+        .map_err(|_| Failure::new(400, format!("job id {text:?}: expected a number")))
+}
+
+fn get_job(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let id = job_id(&call.params[0])?;
+    match api.store.job(id)? {
+        Some(job) => Ok(Reply::json(200, &job_json(&job))),
+        None => Err(Failure::new(404, format!("job {id}: no such job"))),
+    }
+}
+
+fn retry(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let request = &call.request;
+    let id = request
+        .param("jobid")
+        .ok_or_else(|| Failure::new(400, "missing query parameter jobid"))?;
+    let id = job_id(id)?;
+    let replica = request.param("replica").filter(|s| !s.is_empty());
+    status::retry(api, id, replica)
+}
+
+fn metrics(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let mut text = api.metrics.render();
+    text.push_str(&api.http_metrics.render());
+    Ok(Reply::text(200, "text/plain; version=0.0.4", text))
+}
+
+fn readyz(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    // A primary-key lookup: cheap, and it fails when the database does.
+    if let Err(e) = api.store.job(0) {
+        return Err(Failure::new(503, format!("not ready: {e}")));
+    }
+    if !(api.readiness)() {
+        return Err(Failure::new(503, "not ready"));
+    }
+    Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn request<'a>(method: Method, target: &str, body: &'a mut Cursor<Vec<u8>>) -> Request<'a> {
+        Request::new(method, target, Vec::new(), None, body)
+    }
+
+    #[test]
+    fn matches_paths_and_parameters() {
+        let segments =
+            |path: &str| -> Vec<String> { path.split('/').skip(1).map(str::to_string).collect() };
+        assert_eq!(
+            matches("/api/users/{name}", &segments("/api/users/ada")),
+            Some(vec!["ada".to_string()])
+        );
+        assert_eq!(matches("/api/users/{name}", &segments("/api/users/")), None);
+        assert_eq!(matches("/api/users/{name}", &segments("/api/users")), None);
+        assert_eq!(matches("/api/jobs", &segments("/api/jobs/1")), None);
+        assert_eq!(matches("/healthz", &segments("/healthz")), Some(vec![]));
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        let mut body = Cursor::new(Vec::new());
+        let error = find(&request(Method::Get, "/nope", &mut body))
+            .err()
+            .unwrap();
+        assert_eq!(error.status, 404);
+        let error = find(&request(Method::Put, "/api/users", &mut body))
+            .err()
+            .unwrap();
+        assert_eq!(error.status, 405);
+        assert_eq!(error.headers, [("Allow", "GET, POST".to_string())]);
+        let (route, params) = find(&request(Method::Delete, "/api/users/ada", &mut body)).unwrap();
+        assert_eq!(
+            (route.path, params),
+            ("/api/users/{name}", vec!["ada".into()])
+        );
+    }
+
+    #[test]
+    fn every_route_is_unique_and_all_but_a_few_need_a_token() {
+        let mut seen = std::collections::BTreeSet::new();
+        for route in routes() {
+            assert!(seen.insert((route.method, route.path)), "{}", route.path);
+            let public = matches!(
+                route.path,
+                "/api/login" | "/metrics" | "/healthz" | "/readyz"
+            );
+            assert_eq!(route.auth, !public, "{} {}", route.method, route.path);
+        }
+    }
+
+    #[test]
+    fn hides_the_change_keys_of_secrets() {
+        let job = |kind: &str| Job {
+            id: 1,
+            replica: "r".into(),
+            kind: kind.into(),
+            namespace: "ns".into(),
+            name: "n".into(),
+            operation: "apply".into(),
+            change_key: "sha256:abc".into(),
+            action: "create".into(),
+            status: Status::Failed,
+            attempts: 1,
+            runs: 1,
+            error: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+        };
+        assert_eq!(job_json(&job("Secret"))["change_key"], Value::Null);
+        assert_eq!(job_json(&job("ConfigMap"))["change_key"], "sha256:abc");
+    }
+}
