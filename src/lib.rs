@@ -21,3 +21,15 @@ pub mod snapshot;
 pub mod store;
 pub mod watch;
 pub mod yaml;
+
+/// An error and its causes on one line, joined by `: ` (as anyhow's `{:#}` prints them).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

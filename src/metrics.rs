@@ -6,6 +6,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use std::time::Duration;
+
 use crate::apply::Report;
 
 /// The metrics of one k8s-sync process.
@@ -31,6 +33,10 @@ pub struct Metrics {
     pub watchers: IntGaugeVec,
     /// Time from a primary event to the replica write that carried it, by replica.
     pub propagation_seconds: HistogramVec,
+    /// HTTP API requests, by route pattern, method and status code.
+    pub http_requests: IntCounterVec,
+    /// Time to answer an HTTP API request, by route pattern.
+    pub http_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -115,6 +121,17 @@ impl Metrics {
             &["replica"],
             latency,
         );
+        let http_requests = counter(
+            "k8s_sync_http_requests_total",
+            "HTTP API requests, by route, method and status code.",
+            &["route", "method", "code"],
+        );
+        let http_seconds = histogram(
+            "k8s_sync_http_request_duration_seconds",
+            "Time to answer an HTTP API request, by route.",
+            &["route"],
+            prometheus::exponential_buckets(0.0005, 4.0, 8).expect("valid buckets"),
+        );
         Metrics {
             registry,
             jobs,
@@ -127,6 +144,8 @@ impl Metrics {
             watch_events,
             watchers,
             propagation_seconds,
+            http_requests,
+            http_seconds,
         }
     }
 
@@ -144,6 +163,16 @@ impl Metrics {
                 .with_label_values(&[replica])
                 .set(jiff::Timestamp::now().as_second());
         }
+    }
+
+    /// Records one HTTP request. `route` is the route's pattern (a bounded set), or `unmatched`.
+    pub fn observe_request(&self, route: &str, method: &str, code: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, &code.to_string()])
+            .inc();
+        self.http_seconds
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The metrics in Prometheus text format.

@@ -49,14 +49,14 @@ pub async fn sync_replica(
     let fail = |error: String| apply::fail_unreachable(&replica.name, about, &error, sinks);
     let connected = match replica.connect().await {
         Ok(connected) => connected,
-        Err(e) => return fail(anyhow_like(&e)),
+        Err(e) => return fail(crate::error_chain(&e)),
     };
     let Connected::Cluster(cluster) = &connected else {
         return fail("a directory replica is read-only: apply needs a kubeconfig".into());
     };
     let live = match connected.snapshot(&replica.name, &options.scope).await {
         Ok(live) => live,
-        Err(e) => return fail(anyhow_like(&e)),
+        Err(e) => return fail(crate::error_chain(&e)),
     };
     let mut plan = Plan::new(&replica.name, desired, &live, options.plan);
     if let Some(only) = only {
@@ -64,16 +64,4 @@ pub async fn sync_replica(
         plan.missing_namespaces.retain(|ns| *ns == only.namespace);
     }
     apply::apply(cluster, &plan, desired, &live, sinks, &options.apply).await
-}
-
-/// An error and its causes on one line, as `{:#}` prints them with anyhow.
-fn anyhow_like(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -11,7 +11,6 @@ pub mod auth;
 pub mod http;
 pub mod routes;
 pub mod status;
-pub mod telemetry;
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,7 +27,6 @@ pub use status::PassContext;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
-use telemetry::HttpMetrics;
 
 /// Says whether the process is ready for traffic (`/readyz`), beyond the database answering.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -45,7 +43,6 @@ pub struct Api {
     readiness: Readiness,
     watchers: Option<Watchers>,
     runtime: tokio::runtime::Handle,
-    http_metrics: HttpMetrics,
     probes: status::ProbeCache,
     dashboard: routes::DashboardCache,
     access_log: bool,
@@ -67,7 +64,6 @@ impl Api {
             readiness: Arc::new(|| true),
             watchers: None,
             runtime,
-            http_metrics: HttpMetrics::new(),
             probes: status::ProbeCache::default(),
             dashboard: routes::DashboardCache::default(),
             access_log: false,
@@ -112,8 +108,8 @@ impl Api {
         let (route, mut reply) = routes::dispatch(self, request);
         let elapsed = started.elapsed();
         let route_label = route.map_or("unmatched", |r| r.path);
-        self.http_metrics
-            .observe(route_label, request.method.as_str(), reply.status, elapsed);
+        self.metrics
+            .observe_request(route_label, request.method.as_str(), reply.status, elapsed);
         if reply.status >= 500 {
             let message = reply.body_json()["error"]
                 .as_str()

@@ -339,9 +339,11 @@ fn retry(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 }
 
 fn metrics(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
-    let mut text = api.metrics.render();
-    text.push_str(&api.http_metrics.render());
-    Ok(Reply::text(200, "text/plain; version=0.0.4", text))
+    Ok(Reply::text(
+        200,
+        "text/plain; version=0.0.4",
+        api.metrics.render(),
+    ))
 }
 
 fn readyz(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {

@@ -224,7 +224,11 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
             .map_err(|e| {
                 Failure::new(
                     502,
-                    format!("primary {}: {}", context.primary.name, chain(&e)),
+                    format!(
+                        "primary {}: {}",
+                        context.primary.name,
+                        crate::error_chain(&e)
+                    ),
                 )
             })?;
         if let Some(name) = &context.source_name {
@@ -244,18 +248,6 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
         200,
         &json!({"job": job_json(&job), "report": report}),
     ))
-}
-
-/// An error and its causes on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The options of a pass run from the API when the command line gave none: every kind and
