@@ -43,7 +43,7 @@ pub fn read(dir: &Path) -> Result<Listing, Error> {
         })
         .collect();
 
-    let mut objects = Vec::new();
+    let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .sort_by_file_name()
@@ -66,20 +66,33 @@ pub fn read(dir: &Path) -> Result<Listing, Error> {
         if manifest.is_some() && relative == archive::MANIFEST {
             continue;
         }
-        let text = fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let origin = path.display().to_string();
-        for value in parse_documents(path, &text)? {
-            for value in expand_list(value) {
-                objects.push(RawObject {
-                    value,
-                    origin: origin.clone(),
-                    archived: archived.get(relative.as_str()).cloned(),
-                });
-            }
-        }
+        let archived = archived.get(relative.as_str()).cloned();
+        files.push((file.into_path(), archived));
+    }
+
+    // Parsing dominates an offline diff: spread the files over the cores, keeping their order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parsed: Vec<Result<Vec<RawObject>, Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|files| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .map(|(path, archived)| read_file(path, archived))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("parsing does not panic"))
+            .collect()
+    });
+    let mut objects = Vec::new();
+    for file in parsed {
+        objects.extend(file?);
     }
 
     let source = match manifest {
@@ -87,6 +100,26 @@ pub fn read(dir: &Path) -> Result<Listing, Error> {
         None => dir_name(dir),
     };
     Ok(Listing { source, objects })
+}
+
+/// Reads and parses one file into its objects, `List`s expanded.
+fn read_file(path: &Path, archived: &Option<Archived>) -> Result<Vec<RawObject>, Error> {
+    let text = fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let mut objects = Vec::new();
+    for value in parse_documents(path, &text)? {
+        for value in expand_list(value) {
+            objects.push(RawObject {
+                value,
+                origin: origin.clone(),
+                archived: archived.clone(),
+            });
+        }
+    }
+    Ok(objects)
 }
 
 fn is_manifest_file(path: &Path) -> bool {

@@ -192,6 +192,8 @@ impl Watch {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Updates arriving within `coalesce` of an object's first event gather on one item.
+        let queue = WorkQueue::with_delay(options.coalesce);
         Watch {
             source: source.to_string(),
             primary,
@@ -200,7 +202,7 @@ impl Watch {
             store,
             metrics,
             status: Arc::default(),
-            queue: WorkQueue::new(),
+            queue,
             cache: RwLock::default(),
             retries: Mutex::default(),
         }
@@ -374,8 +376,6 @@ impl Watch {
     async fn work(self: Arc<Self>) {
         while let Some((work, seen)) = self.queue.take().await {
             self.metrics.queue_depth.set(self.queue.len() as i64);
-            // Events arriving meanwhile update the cache, which is read only after the wait.
-            tokio::time::sleep_until((seen + self.options.coalesce).into()).await;
             let ok = match &work {
                 Work::Namespace(namespace) => self.ensure_namespace(namespace).await,
                 Work::Object(reference) => self.sync_object(reference, seen).await,

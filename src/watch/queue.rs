@@ -3,13 +3,14 @@
 //!
 //! An item added while it waits is merged with the waiting one (keeping the earliest time it
 //! was seen, for propagation latency); an item added while a worker holds it is queued again
-//! when that worker is done. So a burst of updates to one object costs a handful of passes, each
-//! over the object's latest state.
+//! when that worker is done. An item is handed out only once `delay` has passed since it was
+//! first seen, so the updates of a burst gather on it first. So a burst of updates to one object
+//! costs a handful of passes, each over the object's latest state.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -17,6 +18,7 @@ use tokio::sync::Notify;
 pub struct WorkQueue<T> {
     state: Mutex<State<T>>,
     ready: Notify,
+    delay: Duration,
 }
 
 struct State<T> {
@@ -29,9 +31,15 @@ struct State<T> {
 }
 
 impl<T: Clone + Eq + Hash> WorkQueue<T> {
-    /// An empty queue.
+    /// An empty queue that hands items out as soon as they are added.
     pub fn new() -> Self {
+        Self::with_delay(Duration::ZERO)
+    }
+
+    /// An empty queue that hands an item out `delay` after it was first seen.
+    pub fn with_delay(delay: Duration) -> Self {
         WorkQueue {
+            delay,
             state: Mutex::new(State {
                 order: VecDeque::new(),
                 waiting: HashMap::new(),
@@ -66,27 +74,47 @@ impl<T: Clone + Eq + Hash> WorkQueue<T> {
     }
 
     /// Takes the next item and when it was first seen; `None` once the queue is closed.
+    ///
+    /// Items come out in the order they were first queued, so when the oldest is not due yet,
+    /// none is: the worker sleeps until it is, or until something changes.
     pub async fn take(&self) -> Option<(T, Instant)> {
         loop {
             let notified = self.ready.notified();
-            {
+            let due_in = {
                 let mut state = self.lock();
                 if state.closed {
                     return None;
                 }
-                if let Some(item) = state.order.pop_front() {
-                    let seen = state
-                        .waiting
-                        .remove(&item)
-                        .expect("queued items are waiting");
-                    state.taken.insert(item.clone());
-                    if !state.order.is_empty() {
-                        self.ready.notify_one();
+                match state.order.front() {
+                    None => None,
+                    Some(front) => {
+                        let due = state.waiting[front] + self.delay;
+                        let now = Instant::now();
+                        if due <= now {
+                            let item = state.order.pop_front().expect("a front item");
+                            let seen = state
+                                .waiting
+                                .remove(&item)
+                                .expect("queued items are waiting");
+                            state.taken.insert(item.clone());
+                            if !state.order.is_empty() {
+                                self.ready.notify_one();
+                            }
+                            return Some((item, seen));
+                        }
+                        Some(due - now)
                     }
-                    return Some((item, seen));
                 }
+            };
+            match due_in {
+                Some(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = notified => {}
+                    }
+                }
+                None => notified.await,
             }
-            notified.await;
         }
     }
 
@@ -164,6 +192,26 @@ mod tests {
         queue.take().await.unwrap();
         queue.done(&"a");
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn holds_items_back_until_their_delay_passed() {
+        let queue = WorkQueue::with_delay(Duration::from_millis(40));
+        let start = Instant::now();
+        queue.add("a", start);
+        let (item, seen) = queue.take().await.unwrap();
+        assert_eq!((item, seen), ("a", start));
+        assert!(
+            start.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            start.elapsed()
+        );
+        // An item seen long ago is due at once.
+        let old = Instant::now() - Duration::from_secs(1);
+        queue.add("b", old);
+        let before = Instant::now();
+        assert_eq!(queue.take().await.map(|(i, _)| i), Some("b"));
+        assert!(before.elapsed() < Duration::from_millis(40));
     }
 
     #[tokio::test]
