@@ -274,7 +274,7 @@ impl Cluster {
                 .expect("list requests always build");
             let mut page = self.send(&format!("list {what}"), request, false).await?;
             if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
-                items.extend(page_items);
+                items.extend(page_items.into_iter().map(without_managed_fields));
             }
             match page.pointer("/metadata/continue").and_then(Value::as_str) {
                 Some(token) if !token.is_empty() => params = params.continue_token(token),
@@ -337,7 +337,8 @@ impl Cluster {
             .expect("get requests always build");
         let what = format!("get {namespace}/{}/{name}", kind.kind);
         match self.send(&what, request, false).await {
-            Ok(mut value) => {
+            Ok(value) => {
+                let mut value = without_managed_fields(value);
                 value["apiVersion"] = kind.api_version().into();
                 value["kind"] = kind.kind.into();
                 Ok(Some(value))
@@ -382,6 +383,15 @@ impl Cluster {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Drops `metadata.managedFields` as soon as an object arrives: normalization strips it anyway,
+/// and it is often the largest part of an object, so a listing of thousands holds far less.
+fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    object
 }
 
 fn kubeconfig_error(path: &Path, error: &dyn std::error::Error) -> Error {

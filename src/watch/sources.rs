@@ -75,7 +75,9 @@ fn apis(
     }
 }
 
-fn to_raw(kind: &Kind, object: DynamicObject, origin: &str) -> Option<RawObject> {
+fn to_raw(kind: &Kind, mut object: DynamicObject, origin: &str) -> Option<RawObject> {
+    // Normalization drops them; do it before they are copied into a JSON value.
+    object.metadata.managed_fields = None;
     let mut value = serde_json::to_value(object).ok()?;
     value["apiVersion"] = kind.api_version().into();
     value["kind"] = kind.kind.into();
