@@ -215,10 +215,10 @@ fn compare(
     source: &str,
     options: PlanOptions,
 ) -> Change {
-    let mut wanted = want.object.clone();
+    let mut wanted = std::borrow::Cow::Borrowed(&want.object);
     if want.redacted {
         // Values are unknown; only the keys of a redacted Secret can be compared.
-        copy_secret_values(&mut wanted, &have.object);
+        copy_secret_values(wanted.to_mut(), &have.object);
     }
     let mut changed_paths = Vec::new();
     subset_differences(

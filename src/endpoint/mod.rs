@@ -90,11 +90,13 @@ impl Connected {
     pub async fn snapshot(&self, name: &str, scope: &Scope) -> Result<Snapshot, Error> {
         match self {
             Connected::Directory(dir) => {
-                let dir = dir.clone();
-                let listing = tokio::task::spawn_blocking(move || directory::read(&dir))
-                    .await
-                    .expect("directory reading does not panic")?;
-                Ok(Snapshot::build(listing.source, listing.objects, scope)?)
+                let (dir, scope) = (dir.clone(), scope.clone());
+                tokio::task::spawn_blocking(move || {
+                    let listing = directory::read(&dir)?;
+                    Ok(Snapshot::build(listing.source, listing.objects, &scope)?)
+                })
+                .await
+                .expect("directory reading does not panic")
             }
             Connected::Cluster(cluster) => {
                 let listing = cluster.list(scope).await?;
