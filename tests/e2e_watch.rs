@@ -356,3 +356,32 @@ async fn watch_serves_readiness_watcher_states_and_metrics() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn starting_with_several_namespaces_prunes_nothing() {
+    // Each namespace has a watcher of its own; the end of one's listing must not count the
+    // other namespaces' objects as deleted.
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let first = env.namespace("watch-ns-a", &["primary"]).await;
+    let second = env.namespace("watch-ns-b", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &first, configmap("kept", json!({"a": "1"}))).await;
+    create(&primary, &second, configmap("kept", json!({"b": "1"}))).await;
+    let dir = TestDir::new();
+    let namespaces = format!("{first},{second}");
+    let daemon = start_watch(&dir, &env, &["replica-1"], &namespaces, "watch.log");
+    // A change made after start, processed after every watcher's first listing.
+    create(&primary, &second, configmap("later", json!({"c": "1"}))).await;
+    converges(&env, "replica-1", &second, "later", json!({"c": "1"})).await;
+    let replica = env.client("replica-1").await;
+    for (ns, data) in [(&first, json!({"a": "1"})), (&second, json!({"b": "1"}))] {
+        assert_eq!(
+            data_of(&replica, ns, "kept").await,
+            Some(data),
+            "{}",
+            daemon.output()
+        );
+    }
+    assert!(!daemon.output().contains("Deleted"), "{}", daemon.output());
+}

@@ -25,19 +25,20 @@ use crate::snapshot::{ObjectRef, RawObject, Snapshot};
 /// Starts every watcher and the replica probes.
 pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &CancellationToken) {
     for kind in watch.options.pass.scope.kinds.iter() {
-        for api in apis(watch.primary.client(), kind, &watch.options.pass.scope) {
+        for (namespace, api) in apis(watch.primary.client(), kind, &watch.options.pass.scope) {
             let name = format!("primary/{}", kind.plural);
             watch.mark(&name, WatcherState::Starting);
             tasks.spawn(primary_watcher(
                 watch.clone(),
                 kind,
+                namespace,
                 api,
                 name,
                 stop.clone(),
             ));
         }
         for replica in &watch.replicas {
-            for api in apis(replica.cluster.client(), kind, &watch.options.pass.scope) {
+            for (_, api) in apis(replica.cluster.client(), kind, &watch.options.pass.scope) {
                 let name = format!("{}/{}", replica.name, kind.plural);
                 watch.mark(&name, WatcherState::Starting);
                 tasks.spawn(replica_watcher(
@@ -63,16 +64,29 @@ fn apis(
     client: &kube::Client,
     kind: &'static Kind,
     scope: &crate::scope::Scope,
-) -> Vec<Api<DynamicObject>> {
+) -> Vec<(Option<String>, Api<DynamicObject>)> {
     let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
     let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
     match &scope.namespaces {
-        None => vec![Api::all_with(client.clone(), &resource)],
+        None => vec![(None, Api::all_with(client.clone(), &resource))],
         Some(namespaces) => namespaces
             .iter()
-            .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+            .map(|ns| {
+                (
+                    Some(ns.clone()),
+                    Api::namespaced_with(client.clone(), ns, &resource),
+                )
+            })
             .collect(),
     }
+}
+
+/// Watch calls the server ends after this many seconds, so that a quiet stream closes
+/// cleanly and is resumed before the client's 60 s read timeout would break it.
+const WATCH_TIMEOUT: u32 = 45;
+
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(WATCH_TIMEOUT)
 }
 
 fn to_raw(kind: &Kind, mut object: DynamicObject, origin: &str) -> Option<RawObject> {
@@ -118,7 +132,9 @@ async fn pump<K>(
         match event {
             None => return,
             Some(Ok(event)) => {
-                if matches!(event, watcher::Event::InitDone) {
+                // A stream resumed after an error does not list again: its first event (or the
+                // end of a relist) shows it runs.
+                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                     watch.mark(name, WatcherState::Running);
                 }
                 handle(event);
@@ -134,11 +150,12 @@ async fn pump<K>(
 async fn primary_watcher(
     watch: Arc<Watch>,
     kind: &'static Kind,
+    namespace: Option<String>,
     api: Api<DynamicObject>,
     name: String,
     stop: CancellationToken,
 ) {
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher(api, watch_config()).default_backoff();
     // References listed since the stream (re)started; whatever the cache had that is not among
     // them was deleted while the stream was down.
     let mut listed: HashSet<ObjectRef> = HashSet::new();
@@ -150,7 +167,7 @@ async fn primary_watcher(
             }
             watch.on_primary_object(kind, object, "init");
         }
-        watcher::Event::InitDone => watch.forget_unlisted(kind, &listed),
+        watcher::Event::InitDone => watch.forget_unlisted(kind, namespace.as_deref(), &listed),
         watcher::Event::Apply(object) => watch.on_primary_object(kind, object, "apply"),
         watcher::Event::Delete(object) => {
             let events = &watch.metrics.watch_events;
@@ -171,7 +188,7 @@ async fn replica_watcher(
     name: String,
     stop: CancellationToken,
 ) {
-    let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    let config = watch_config().labels(&format!("{MANAGED_LABEL}=true"));
     let events = watcher(api, config).default_backoff();
     pump(&watch, &name, events, &stop, |event| match event {
         watcher::Event::Apply(object) => watch.on_replica_object(&replica, kind, object),
@@ -192,7 +209,7 @@ async fn replica_watcher(
 
 async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
     let api: Api<Namespace> = Api::all(watch.primary.client().clone());
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher(api, watch_config()).default_backoff();
     pump(&watch, "primary/namespaces", events, &stop, |event| {
         let (watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace)) = event
         else {
@@ -297,22 +314,16 @@ impl Watch {
         }
     }
 
-    /// After a relist of `kind`: objects the cache has but the list lacked were deleted.
-    fn forget_unlisted(&self, kind: &Kind, listed: &HashSet<ObjectRef>) {
+    /// After a relist of `kind` (in `namespace`, for a watcher of one namespace): objects the
+    /// cache has there but the list lacked were deleted.
+    fn forget_unlisted(&self, kind: &Kind, namespace: Option<&str>, listed: &HashSet<ObjectRef>) {
         let gone: Vec<ObjectRef> = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .keys()
             .filter(|r| r.kind == kind && !listed.contains(*r))
-            .filter(|r| {
-                self.options
-                    .pass
-                    .scope
-                    .namespaces
-                    .as_ref()
-                    .is_none_or(|only| only.contains(&r.namespace))
-            })
+            .filter(|r| namespace.is_none_or(|ns| r.namespace == ns))
             .cloned()
             .collect();
         for reference in gone {
