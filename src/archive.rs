@@ -215,7 +215,11 @@ pub fn write_if_changed(snapshot: &Snapshot, root: &Path) -> Result<Option<PathB
     }
     // Sortable and free of characters some filesystems refuse (`:`).
     let name = now.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let dir = root.join(name);
+    // Two archives within one millisecond get a suffix, which still sorts after the first.
+    let dir = std::iter::once(root.join(&name))
+        .chain((1..).map(|n| root.join(format!("{name}-{n}"))))
+        .find(|dir| !dir.exists())
+        .expect("an unused name");
     write(snapshot, &dir, SecretData::Redacted, &now.to_string())?;
     Ok(Some(dir))
 }
