@@ -6,9 +6,11 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::apply::Report;
+use crate::endpoint::cluster::Requests;
 
 /// The metrics of one k8s-sync process.
 pub struct Metrics {
@@ -37,6 +39,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time to answer an HTTP API request, by route pattern.
     pub http_seconds: HistogramVec,
+    /// Requests sent to each cluster, by cluster and type (`read`, `write`).
+    cluster_requests: IntCounterVec,
+    /// The clusters whose request counts [`Metrics::render`] reports.
+    tracked: Mutex<Vec<(String, Arc<Requests>)>>,
 }
 
 impl Metrics {
@@ -132,6 +138,11 @@ impl Metrics {
             &["route"],
             prometheus::exponential_buckets(0.0005, 4.0, 8).expect("valid buckets"),
         );
+        let cluster_requests = counter(
+            "k8s_sync_cluster_requests_total",
+            "Requests sent to each cluster (watch streams aside), by type: read or write.",
+            &["cluster", "type"],
+        );
         Metrics {
             registry,
             jobs,
@@ -146,7 +157,17 @@ impl Metrics {
             propagation_seconds,
             http_requests,
             http_seconds,
+            cluster_requests,
+            tracked: Mutex::default(),
         }
+    }
+
+    /// Reports the requests counted for `cluster` from now on.
+    pub fn track_requests(&self, cluster: &str, requests: Arc<Requests>) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((cluster.to_string(), requests));
     }
 
     /// Records the outcome of a pass on one replica.
@@ -177,6 +198,20 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        use std::sync::atomic::Ordering;
+        // The clusters count in atomics of their own; the counters catch up at each scrape.
+        // The lock keeps two scrapes from adding the same requests twice.
+        for (cluster, requests) in self
+            .tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            for (kind, count) in [("read", &requests.reads), ("write", &requests.writes)] {
+                let counter = self.cluster_requests.with_label_values(&[cluster, kind]);
+                counter.inc_by(count.load(Ordering::Relaxed).saturating_sub(counter.get()));
+            }
+        }
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
@@ -227,6 +262,19 @@ mod tests {
             .propagation_seconds
             .with_label_values(&["r"])
             .observe(0.1);
+        let requests = Arc::new(Requests::default());
+        metrics.track_requests("dr", requests.clone());
+        requests
+            .reads
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            metrics
+                .render()
+                .contains("k8s_sync_cluster_requests_total{cluster=\"dr\",type=\"read\"} 2")
+        );
+        requests
+            .reads
+            .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
         let text = metrics.render();
         for family in [
             "k8s_sync_jobs_total{action=\"create\",kind=\"ConfigMap\",replica=\"r\",result=\"succeeded\"} 1",
@@ -239,6 +287,8 @@ mod tests {
             "k8s_sync_watch_events_total{kind=\"ConfigMap\",type=\"apply\"} 1",
             "k8s_sync_watcher_running{watcher=\"primary/configmaps\"} 1",
             "k8s_sync_propagation_seconds_count{replica=\"r\"} 1",
+            "k8s_sync_cluster_requests_total{cluster=\"dr\",type=\"read\"} 5",
+            "k8s_sync_cluster_requests_total{cluster=\"dr\",type=\"write\"} 0",
         ] {
             assert!(text.contains(family), "missing {family}\n{text}");
         }

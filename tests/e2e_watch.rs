@@ -26,6 +26,24 @@ fn start_watch(
     namespaces: &str,
     log: &str,
 ) -> Daemon {
+    start_watch_with(
+        dir,
+        env,
+        replicas,
+        namespaces,
+        log,
+        &["--worker-count", "4"],
+    )
+}
+
+fn start_watch_with(
+    dir: &TestDir,
+    env: &TestEnv,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+    extra: &[&str],
+) -> Daemon {
     let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg("primary")];
     for replica in replicas {
         args.extend(["--replica".into(), env.arg(replica)]);
@@ -38,11 +56,10 @@ fn start_watch(
             "jobs.db",
             "--listen",
             "127.0.0.1:0",
-            "--worker-count",
-            "4",
         ]
         .map(String::from),
     );
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut daemon = Daemon::start(
         dir,
@@ -72,6 +89,14 @@ async fn converges(env: &TestEnv, cluster: &str, ns: &str, name: &str, data: Val
         data_of(&client, ns, name).await.unwrap_or(Value::Null) == data
     })
     .await;
+}
+
+/// The sum of the samples whose line starts with `name` in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -330,12 +355,6 @@ async fn watch_serves_readiness_watcher_states_and_metrics() {
     )
     .await;
     converges(&env, "replica-1", &ns, "seen", json!({"a": "1"})).await;
-    let metric = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let mut metrics = String::new();
     eventually(DEADLINE, "the propagation to be measured", || {
         metrics = api.get("/metrics").text();
@@ -384,4 +403,94 @@ async fn starting_with_several_namespaces_prunes_nothing() {
         );
     }
     assert!(!daemon.output().contains("Deleted"), "{}", daemon.output());
+}
+
+#[tokio::test]
+async fn new_objects_are_written_without_reading_the_replicas_first() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-noread", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    let replicas = ["replica-1", "replica-2"];
+    let api =
+        support::http::ApiServer::attach(start_watch(&dir, &env, &replicas, &ns, "watch.log"));
+    let requests = |text: &str, cluster: &str, kind: &str| {
+        metric(
+            text,
+            &format!("k8s_sync_cluster_requests_total{{cluster=\"{cluster}\",type=\"{kind}\"}}"),
+        )
+    };
+    let before = api.get("/metrics").text();
+
+    const COUNT: usize = 20;
+    for i in 0..COUNT {
+        let name = format!("new-{i}");
+        create(&primary, &ns, configmap(&name, json!({"i": i.to_string()}))).await;
+    }
+    for replica in replicas {
+        for i in 0..COUNT {
+            converges(
+                &env,
+                replica,
+                &ns,
+                &format!("new-{i}"),
+                json!({"i": i.to_string()}),
+            )
+            .await;
+        }
+    }
+    let after = api.get("/metrics").text();
+    for replica in replicas {
+        // The first pass listed the replica and the watch on its managed objects showed no
+        // copy since: each object is applied straight away.
+        let reads = requests(&after, replica, "read") - requests(&before, replica, "read");
+        assert_eq!(reads, 0.0, "{replica}\n{before}\n{after}");
+        let writes = requests(&after, replica, "write") - requests(&before, replica, "write");
+        assert!(
+            writes >= COUNT as f64,
+            "{replica}: {writes} writes\n{after}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_no_adopt_a_copy_made_by_hand_after_start_is_left_alone() {
+    // The replica's listing predates the copy and the watch on managed objects cannot see it:
+    // without adoption, the object must be read before anything is written.
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env
+        .namespace("watch-noadopt", &["primary", "replica-1"])
+        .await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    // One worker takes the objects in the order the primary made them.
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        &["replica-1", "replica-2"],
+        &ns,
+        "watch.log",
+        &["--no-adopt", "--worker-count", "1"],
+    );
+    let own = json!({"who": "replica-1"});
+    create(
+        &env.client("replica-1").await,
+        &ns,
+        configmap("own", own.clone()),
+    )
+    .await;
+    create(&primary, &ns, configmap("own", json!({"who": "primary"}))).await;
+    create(&primary, &ns, configmap("after", json!({"a": "1"}))).await;
+
+    converges(&env, "replica-2", &ns, "own", json!({"who": "primary"})).await;
+    converges(&env, "replica-1", &ns, "after", json!({"a": "1"})).await;
+    let replica = env.client("replica-1").await;
+    assert_eq!(
+        data_of(&replica, &ns, "own").await,
+        Some(own),
+        "{}",
+        daemon.output()
+    );
 }

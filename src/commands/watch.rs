@@ -47,6 +47,10 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     }
     let store = Arc::new(open_store(&args.run)?);
     let metrics = Arc::new(Metrics::new());
+    metrics.track_requests(&primary.name, primary_cluster.requests().clone());
+    for replica in &watched {
+        metrics.track_requests(&replica.name, replica.cluster.requests().clone());
+    }
     let source = args
         .pass
         .source_name

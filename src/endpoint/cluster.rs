@@ -190,7 +190,7 @@ impl Cluster {
     }
 
     /// Requests sent so far.
-    pub fn requests(&self) -> &Requests {
+    pub fn requests(&self) -> &Arc<Requests> {
         &self.requests
     }
 

@@ -7,6 +7,7 @@
 //!                                                                      └── the same plan and apply path as `apply`
 //! ```
 
+mod presence;
 pub mod queue;
 mod sources;
 
@@ -27,6 +28,7 @@ use crate::pass::PassOptions;
 use crate::retry::RetryPolicy;
 use crate::snapshot::{Entry, ObjectRef, RawObject, Snapshot};
 use crate::store::{NewJob, Operation, Store};
+use presence::Presence;
 
 pub use queue::WorkQueue;
 
@@ -108,6 +110,8 @@ pub struct Replica {
     namespaces: Mutex<HashSet<String>>,
     /// Set while it cannot be reached; a probe then brings it back with a full pass.
     unreachable: AtomicBool,
+    /// Objects that may exist there; work on an object known to be missing skips the GET.
+    present: Presence,
 }
 
 impl Replica {
@@ -118,6 +122,7 @@ impl Replica {
             cluster,
             namespaces: Mutex::default(),
             unreachable: AtomicBool::new(false),
+            present: Presence::default(),
         }
     }
 
@@ -330,6 +335,10 @@ impl Watch {
                     live.add_namespace(namespace, scope);
                 }
                 replica.learn_namespaces(names);
+                // The pass creates what the replica lacks; failures only cost a GET later.
+                replica
+                    .present
+                    .note_listed(live.objects.keys().chain(desired.objects.keys()).cloned());
                 live
             }
             Err(error) => {
@@ -486,14 +495,23 @@ impl Watch {
             }
             false
         };
-        let current = match replica
-            .cluster
-            .get(reference.kind, &reference.namespace, &reference.name)
-            .await
-        {
-            Ok(current) => current,
-            Err(error) => return fail(format!("{error:#}")),
+        let wanted = desired.objects.contains_key(reference);
+        // Without adoption, a copy the listing missed must be seen before anything is written.
+        let known_missing =
+            wanted && self.options.pass.plan.adopt && replica.present.lacks(reference);
+        let current = if known_missing {
+            None
+        } else {
+            match replica
+                .cluster
+                .get(reference.kind, &reference.namespace, &reference.name)
+                .await
+            {
+                Ok(current) => current,
+                Err(error) => return fail(format!("{error:#}")),
+            }
         };
+        let found = current.is_some();
         let raw = current.map(|value| RawObject {
             value,
             origin: replica.name.clone(),
@@ -520,6 +538,12 @@ impl Watch {
         {
             Ok(report) => {
                 replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
+                if wanted {
+                    // Written, or failed and then worth a GET before the next attempt.
+                    replica.present.note_present(reference);
+                } else if !found || report.failed == 0 && plan.summary.prune > 0 {
+                    replica.present.note_absent(reference);
+                }
                 if writes && report.failed == 0 {
                     self.metrics
                         .propagation_seconds

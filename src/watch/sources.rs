@@ -191,18 +191,33 @@ async fn replica_watcher(
     let config = watch_config().labels(&format!("{MANAGED_LABEL}=true"));
     let events = watcher(api, config).default_backoff();
     pump(&watch, &name, events, &stop, |event| match event {
-        watcher::Event::Apply(object) => watch.on_replica_object(&replica, kind, object),
+        watcher::Event::Apply(object) => {
+            if let Some(reference) = reference_of(kind, &object) {
+                replica.present.note_present(&reference);
+            }
+            watch.on_replica_object(&replica, kind, object);
+        }
+        watcher::Event::InitApply(object) => {
+            if let Some(reference) = reference_of(kind, &object) {
+                replica.present.note_present(&reference);
+            }
+        }
         watcher::Event::Delete(object) => {
-            // A managed copy deleted by hand: bring it back if the primary still has it.
-            let still_wanted = |reference: &ObjectRef| {
-                let cache = watch.cache.read().unwrap_or_else(|e| e.into_inner());
-                cache.contains_key(reference)
+            let Some(reference) = reference_of(kind, &object) else {
+                return;
             };
-            if let Some(reference) = reference_of(kind, &object).filter(still_wanted) {
+            replica.present.note_absent(&reference);
+            // A managed copy deleted by hand: bring it back if the primary still has it.
+            let still_wanted = watch
+                .cache
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&reference);
+            if still_wanted {
                 watch.queue.add(Work::Object(reference), Instant::now());
             }
         }
-        _ => {}
+        watcher::Event::Init | watcher::Event::InitDone => {}
     })
     .await;
 }
