@@ -366,8 +366,12 @@ impl Store {
     /// re-opened (and its `runs` bumped if it had finished).
     pub fn begin(&self, job: &NewJob<'_>) -> Result<i64, Error> {
         let now = now();
-        let id = self.lock().query_row(
-            "INSERT INTO jobs (replica, kind, namespace, name, operation, change_key, action,
+        // Statements run per job are prepared once: parsing the SQL was a third of the time a
+        // job spent in SQLite.
+        let id = self
+            .lock()
+            .prepare_cached(
+                "INSERT INTO jobs (replica, kind, namespace, name, operation, change_key, action,
                                status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
              ON CONFLICT (replica, kind, namespace, name, change_key, operation) DO UPDATE SET
@@ -376,29 +380,32 @@ impl Store {
                  status = 'pending',
                  updated_at = excluded.updated_at
              RETURNING id",
-            params![
-                job.replica,
-                job.kind,
-                job.namespace,
-                job.name,
-                job.operation.as_str(),
-                job.change_key,
-                job.action,
-                now
-            ],
-            |row| row.get(0),
-        )?;
+            )?
+            .query_row(
+                params![
+                    job.replica,
+                    job.kind,
+                    job.namespace,
+                    job.name,
+                    job.operation.as_str(),
+                    job.change_key,
+                    job.action,
+                    now
+                ],
+                |row| row.get(0),
+            )?;
         Ok(id)
     }
 
     /// Marks a job running.
     pub fn start(&self, id: i64) -> Result<(), Error> {
         let now = now();
-        self.lock().execute(
-            "UPDATE jobs SET status = 'running', started_at = ?2, updated_at = ?2, error = NULL
+        self.lock()
+            .prepare_cached(
+                "UPDATE jobs SET status = 'running', started_at = ?2, updated_at = ?2, error = NULL
              WHERE id = ?1",
-            params![id, now],
-        )?;
+            )?
+            .execute(params![id, now])?;
         Ok(())
     }
 
@@ -415,19 +422,20 @@ impl Store {
             Ok(()) => (Status::Succeeded, None),
             Err(message) => (Status::Failed, Some(message)),
         };
-        self.lock().execute(
-            "UPDATE jobs SET status = ?2, error = ?3, attempts = ?4, finished_at = ?5,
+        self.lock()
+            .prepare_cached(
+                "UPDATE jobs SET status = ?2, error = ?3, attempts = ?4, finished_at = ?5,
                              updated_at = ?5, duration_ms = ?6
              WHERE id = ?1",
-            params![
+            )?
+            .execute(params![
                 id,
                 status.as_str(),
                 error,
                 attempts,
                 now,
                 i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -450,12 +458,13 @@ impl Store {
         change_key: &str,
     ) -> Result<usize, Error> {
         let now = now();
-        Ok(self.lock().execute(
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
             "UPDATE jobs SET status = 'succeeded', error = NULL, finished_at = ?6, updated_at = ?6
              WHERE replica = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4
                AND change_key = ?5 AND operation = 'apply' AND status IN ('pending', 'failed')",
-            params![replica, kind, namespace, name, change_key, now],
-        )?)
+        )?;
+        Ok(statement.execute(params![replica, kind, namespace, name, change_key, now])?)
     }
 
     /// One job.

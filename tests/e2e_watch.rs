@@ -29,6 +29,7 @@ fn start_watch(
     start_watch_with(
         dir,
         env,
+        "primary",
         replicas,
         namespaces,
         log,
@@ -39,12 +40,13 @@ fn start_watch(
 fn start_watch_with(
     dir: &TestDir,
     env: &TestEnv,
+    primary: &str,
     replicas: &[&str],
     namespaces: &str,
     log: &str,
     extra: &[&str],
 ) -> Daemon {
-    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg("primary")];
+    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
     for replica in replicas {
         args.extend(["--replica".into(), env.arg(replica)]);
     }
@@ -469,6 +471,7 @@ async fn with_no_adopt_a_copy_made_by_hand_after_start_is_left_alone() {
     let daemon = start_watch_with(
         &dir,
         &env,
+        "primary",
         &["replica-1", "replica-2"],
         &ns,
         "watch.log",
@@ -493,4 +496,33 @@ async fn with_no_adopt_a_copy_made_by_hand_after_start_is_left_alone() {
         "{}",
         daemon.output()
     );
+}
+
+#[tokio::test]
+async fn a_quiet_watch_outlives_the_client_read_timeout() {
+    // The client drops a response that sends nothing for 60 s. Watch calls must end sooner on
+    // the server's side, or every quiet watcher fails once a minute and /readyz flaps. The
+    // source is replica-2, which no test restarts, so this test does not hold the primary.
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("watch-quiet", &["replica-2"]).await;
+    let dir = TestDir::new();
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        "replica-2",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &[],
+    );
+    let api = support::http::ApiServer::attach(daemon);
+    // The quiet spell is what is tested, not a wait for something to happen.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let log = api.log();
+    assert!(!log.contains("watch failed"), "{log}");
+    let ready = api.get("/readyz");
+    assert_eq!(ready.status, 200, "{ready}\n{log}");
+    let source = env.client("replica-2").await;
+    create(&source, &ns, configmap("after-quiet", json!({"a": "1"}))).await;
+    converges(&env, "replica-1", &ns, "after-quiet", json!({"a": "1"})).await;
 }
