@@ -7,99 +7,16 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::daemon::Daemon;
-use support::objects::{create, delete, get, patch};
+use support::objects::{create, delete, patch};
 use support::testenv::{FAULT_CLUSTER, TestEnv, eventually};
+use support::watch::{
+    ADMIN_PASSWORD, DEADLINE, configmap, converges, data_of, metric, start_watch, start_watch_with,
+};
 use support::{TestDir, fixture};
 use tokio::sync::RwLock;
 
 /// Tests share the primary; the one that restarts it takes this lock alone.
 static PRIMARY: RwLock<()> = RwLock::const_new(());
-
-const DEADLINE: Duration = Duration::from_secs(30);
-const ADMIN_PASSWORD: &str = "watch-admin-password";
-
-fn start_watch(
-    dir: &TestDir,
-    env: &TestEnv,
-    replicas: &[&str],
-    namespaces: &str,
-    log: &str,
-) -> Daemon {
-    start_watch_with(
-        dir,
-        env,
-        "primary",
-        replicas,
-        namespaces,
-        log,
-        &["--worker-count", "4"],
-    )
-}
-
-fn start_watch_with(
-    dir: &TestDir,
-    env: &TestEnv,
-    primary: &str,
-    replicas: &[&str],
-    namespaces: &str,
-    log: &str,
-    extra: &[&str],
-) -> Daemon {
-    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
-    for replica in replicas {
-        args.extend(["--replica".into(), env.arg(replica)]);
-    }
-    args.extend(
-        [
-            "--sync-namespaces",
-            namespaces,
-            "--db",
-            "jobs.db",
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut daemon = Daemon::start(
-        dir,
-        log,
-        &args,
-        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    );
-    daemon.wait_for("ready: first pass done", DEADLINE);
-    daemon
-}
-
-fn configmap(name: &str, data: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
-}
-
-async fn data_of(client: &kube::Client, ns: &str, name: &str) -> Option<Value> {
-    get(client, ns, "configmaps", name)
-        .await
-        .map(|cm| cm["data"].clone())
-}
-
-/// Waits until `cluster` has ConfigMap `name` with `data` (or none, for `Value::Null`).
-async fn converges(env: &TestEnv, cluster: &str, ns: &str, name: &str, data: Value) {
-    let client = env.client(cluster).await;
-    let what = format!("{cluster}: {ns}/{name} = {data}");
-    eventually(DEADLINE, &what, || async {
-        data_of(&client, ns, name).await.unwrap_or(Value::Null) == data
-    })
-    .await;
-}
-
-/// The sum of the samples whose line starts with `name` in Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test]
 async fn primary_changes_reach_both_replicas_and_hand_edits_are_reverted() {

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod http;
 pub mod objects;
 pub mod testenv;
+pub mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

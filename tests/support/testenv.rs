@@ -88,6 +88,18 @@ impl TestEnv {
         name
     }
 
+    /// Pauses `cluster`'s API server (SIGSTOP) until the guard is dropped: connections are
+    /// still accepted by the kernel, and no request gets an answer, as with a hung server.
+    pub fn freeze(&self, cluster: &str) -> Frozen {
+        let pid_file = self.dir.join("run").join(format!("{cluster}.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+            .trim()
+            .to_string();
+        signal(&pid, "-STOP");
+        Frozen { pid }
+    }
+
     /// Runs `scripts/testenv ARGS` against this control plane and asserts it succeeded.
     pub fn script(&self, args: &[&str]) {
         let output = Command::new(super::repo_root().join("scripts/testenv"))
@@ -127,4 +139,25 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An API server paused by [`TestEnv::freeze`]; dropping this resumes it, even when the test
+/// panics, so that the other tests find it answering.
+pub struct Frozen {
+    pid: String,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // No assertion: this may run while a failed test unwinds.
+        let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
+    }
+}
+
+fn signal(pid: &str, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }

@@ -1,0 +1,201 @@
+//! End-to-end watch mode when writes fail or hang, on the local control plane: bounded
+//! automatic retries then `/retry`, the resync pass, and shutdown with writes in flight.
+//! Every wait polls with a deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceQuota;
+use serde_json::{Value, json};
+use support::TestDir;
+use support::http::ApiServer;
+use support::objects::create;
+use support::testenv::{FAULT_CLUSTER, TestEnv, eventually};
+use support::watch::{ADMIN_PASSWORD, DEADLINE, configmap, converges, start_watch_with};
+
+/// A quota of no ConfigMaps in `ns` on `cluster`: creating one there is forbidden until the
+/// quota is deleted.
+async fn forbid_configmaps(env: &TestEnv, cluster: &str, ns: &str) -> kube::Api<ResourceQuota> {
+    let api = kube::Api::namespaced(env.client(cluster).await, ns);
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-configmaps"},
+        "spec": {"hard": {"configmaps": "0"}}
+    }))
+    .unwrap();
+    api.create(&Default::default(), &quota).await.unwrap();
+    // No controller-manager runs to count what the namespace holds: admission enforces a
+    // quota only once its status says so.
+    let status = json!({"status": {"hard": {"configmaps": "0"}, "used": {"configmaps": "0"}}});
+    api.patch_status(
+        "no-configmaps",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+    api
+}
+
+/// The jobs `GET /api/jobs?QUERY` lists.
+fn jobs(api: &ApiServer, query: &str) -> Vec<Value> {
+    let reply = api.get(&format!("/api/jobs?{query}"));
+    assert_eq!(reply.status, 200, "{reply}");
+    reply.json()["jobs"].as_array().unwrap().clone()
+}
+
+/// Waits until `GET /api/jobs?QUERY` lists `count` jobs, and returns them.
+async fn wait_for_jobs(api: &ApiServer, query: &str, count: usize) -> Vec<Value> {
+    let what = format!("{count} job(s) for {query}\n{}", api.log());
+    eventually(DEADLINE, &what, || {
+        let listed = jobs(api, query).len();
+        async move { listed == count }
+    })
+    .await;
+    jobs(api, query)
+}
+
+#[tokio::test]
+async fn failed_changes_are_retried_a_bounded_number_of_times_then_wait_for_retry() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env
+        .namespace("watch-retries", &["primary", "replica-1"])
+        .await;
+    let quota = forbid_configmaps(&env, "replica-1", &ns).await;
+    let dir = TestDir::new();
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &["--auto-retries", "2", "--resync-interval", "1h"],
+    );
+    let mut api = ApiServer::attach(daemon);
+    api.login_as("admin", ADMIN_PASSWORD);
+
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("blocked", json!({"a": "1"}))).await;
+    eventually(DEADLINE, "automatic retries to end", || {
+        let gave_up = api.log().contains("giving up after automatic retries");
+        async move { gave_up }
+    })
+    .await;
+    let failed = wait_for_jobs(&api, "status=failed&replica=replica-1", 1).await;
+    assert_eq!(failed[0]["name"], "blocked", "{failed:?}");
+    assert_eq!(
+        failed[0]["runs"], 3,
+        "the first run and 2 retries: {failed:?}"
+    );
+    let error = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("forbidden"), "{error}");
+
+    // The cause goes away; the job waits for /retry (the quota's removal may take a moment to
+    // reach the server's admission, so a retry that fails again is tried again).
+    quota
+        .delete("no-configmaps", &Default::default())
+        .await
+        .unwrap();
+    let target = format!("/retry?jobid={}&replica=replica-1", failed[0]["id"]);
+    eventually(DEADLINE, "a retry to succeed", || {
+        let reply = api.request("POST", &target, None);
+        assert_eq!(reply.status, 200, "{reply}");
+        let succeeded = reply.json()["job"]["status"] == "succeeded";
+        async move { succeeded }
+    })
+    .await;
+    converges(&env, "replica-1", &ns, "blocked", json!({"a": "1"})).await;
+}
+
+#[tokio::test]
+async fn a_resync_brings_in_what_failed_for_good() {
+    // Nothing but the resync can: automatic retries are off, and no event comes after the
+    // failure (the primary's object does not change, and the replica has no copy to watch).
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env
+        .namespace("watch-resync", &["primary", "replica-1"])
+        .await;
+    let quota = forbid_configmaps(&env, "replica-1", &ns).await;
+    let dir = TestDir::new();
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &["--auto-retries", "0", "--resync-interval", "2s"],
+    );
+    let mut api = ApiServer::attach(daemon);
+    api.login_as("admin", ADMIN_PASSWORD);
+
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("late", json!({"a": "1"}))).await;
+    wait_for_jobs(&api, "status=failed&replica=replica-1", 1).await;
+    quota
+        .delete("no-configmaps", &Default::default())
+        .await
+        .unwrap();
+    converges(&env, "replica-1", &ns, "late", json!({"a": "1"})).await;
+    assert!(api.log().contains("resync: full pass"), "{}", api.log());
+}
+
+#[tokio::test]
+async fn shutdown_cuts_off_hung_writes_after_the_timeout_and_a_second_signal_at_once() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("watch-hung", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let dir = TestDir::new();
+    let start = |log: &str, timeout: &str| {
+        let daemon = start_watch_with(
+            &dir,
+            &env,
+            "primary",
+            &[FAULT_CLUSTER],
+            &ns,
+            log,
+            &["--shutdown-timeout", timeout],
+        );
+        let mut api = ApiServer::attach(daemon);
+        api.login_as("admin", ADMIN_PASSWORD);
+        api
+    };
+    let running = format!("status=running&replica={FAULT_CLUSTER}");
+
+    // A write to a replica that stops answering is cut off after --shutdown-timeout; the
+    // process still exits 0, and the job is left for the next start.
+    let mut api = start("first.log", "2s");
+    let frozen = env.freeze(FAULT_CLUSTER);
+    create(&primary, &ns, configmap("hung-1", json!({"a": "1"}))).await;
+    wait_for_jobs(&api, &running, 1).await;
+    api.terminate();
+    let status = api.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", api.log());
+    assert!(api.log().contains("were cut off"), "{}", api.log());
+    drop(frozen);
+
+    let mut api = start("second.log", "30s");
+    converges(&env, FAULT_CLUSTER, &ns, "hung-1", json!({"a": "1"})).await;
+    wait_for_jobs(
+        &api,
+        &format!("status=succeeded&replica={FAULT_CLUSTER}"),
+        1,
+    )
+    .await;
+
+    // While writes drain, a second signal ends the process at once (exit 130), well before
+    // the 30 s the writes were given.
+    let _frozen = env.freeze(FAULT_CLUSTER);
+    create(&primary, &ns, configmap("hung-2", json!({"a": "2"}))).await;
+    wait_for_jobs(&api, &running, 1).await;
+    api.terminate();
+    eventually(DEADLINE, "the drain to begin", || {
+        let draining = api.log().contains("shutting down");
+        async move { draining }
+    })
+    .await;
+    api.terminate();
+    let status = api.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", api.log());
+}

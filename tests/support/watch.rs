@@ -1,0 +1,102 @@
+//! Watch mode in end-to-end tests: starting `k8s-sync watch` on the local control plane and
+//! waiting for ConfigMaps to arrive.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::TestDir;
+use super::daemon::Daemon;
+use super::objects::get;
+use super::testenv::{TestEnv, eventually};
+
+/// How long a change may take to arrive.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// The first user's password (user `admin`).
+pub const ADMIN_PASSWORD: &str = "watch-admin-password";
+
+/// `k8s-sync watch` from the primary to `replicas` over `namespaces`, 4 workers, ready.
+pub fn start_watch(
+    dir: &TestDir,
+    env: &TestEnv,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+) -> Daemon {
+    start_watch_with(
+        dir,
+        env,
+        "primary",
+        replicas,
+        namespaces,
+        log,
+        &["--worker-count", "4"],
+    )
+}
+
+/// `k8s-sync watch` from `primary` with `extra` arguments, started and ready.
+pub fn start_watch_with(
+    dir: &TestDir,
+    env: &TestEnv,
+    primary: &str,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+    extra: &[&str],
+) -> Daemon {
+    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
+    for replica in replicas {
+        args.extend(["--replica".into(), env.arg(replica)]);
+    }
+    args.extend(
+        [
+            "--sync-namespaces",
+            namespaces,
+            "--db",
+            "jobs.db",
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut daemon = Daemon::start(
+        dir,
+        log,
+        &args,
+        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    daemon.wait_for("ready: first pass done", DEADLINE);
+    daemon
+}
+
+/// A ConfigMap manifest.
+pub fn configmap(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+/// The data of ConfigMap `name`, if it exists.
+pub async fn data_of(client: &kube::Client, ns: &str, name: &str) -> Option<Value> {
+    get(client, ns, "configmaps", name)
+        .await
+        .map(|cm| cm["data"].clone())
+}
+
+/// Waits until `cluster` has ConfigMap `name` with `data` (or none, for `Value::Null`).
+pub async fn converges(env: &TestEnv, cluster: &str, ns: &str, name: &str, data: Value) {
+    let client = env.client(cluster).await;
+    let what = format!("{cluster}: {ns}/{name} = {data}");
+    eventually(DEADLINE, &what, || async {
+        data_of(&client, ns, name).await.unwrap_or(Value::Null) == data
+    })
+    .await;
+}
+
+/// The sum of the samples whose line starts with `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
