@@ -80,7 +80,10 @@ pub enum Command {
         "Examples:\n",
         "  k8s-sync watch --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
         "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/   (the original form)\n\n",
-        "Exit codes:\n  0  stopped by a signal after draining\n  2  error at start (arguments, kubeconfigs, job database, listen address)"))]
+        "Exit codes:\n  0  stopped by a signal after draining\n",
+        "  2  error at start (arguments, kubeconfigs, job database, listen address), or the HTTP\n",
+        "     listener failed\n",
+        "  130  a second signal while draining"))]
     Watch(WatchArgs),
     /// Serve the HTTP API and Prometheus metrics over the job database.
     ///
@@ -92,7 +95,9 @@ pub enum Command {
     #[command(after_long_help = concat!(
         "Examples:\n",
         "  printf '%s\\n' \"$ADMIN_PASSWORD\" | k8s-sync users add admin --password-stdin\n",
-        "  k8s-sync serve --listen 127.0.0.1:8080 --primary prod.kubeconfig --replica-dir replicas/"))]
+        "  k8s-sync serve --listen 127.0.0.1:8080 --primary prod.kubeconfig --replica-dir replicas/\n\n",
+        "Exit codes:\n  0  stopped by a signal\n",
+        "  2  error at start (arguments, job database, listen address), or the HTTP listener failed"))]
     Serve(ServeArgs),
     /// Manage the users of the HTTP API (stored with bcrypt hashes in the job database).
     #[command(after_long_help = concat!(

@@ -55,26 +55,48 @@ async fn wait_for_jobs(api: &ApiServer, query: &str, count: usize) -> Vec<Value>
     jobs(api, query)
 }
 
-#[tokio::test]
-async fn failed_changes_are_retried_a_bounded_number_of_times_then_wait_for_retry() {
-    let Some(env) = TestEnv::get() else { return };
-    let ns = env
-        .namespace("watch-retries", &["primary", "replica-1"])
-        .await;
-    let quota = forbid_configmaps(&env, "replica-1", &ns).await;
+/// Watch mode over a fresh namespace (named from `prefix`) whose ConfigMaps replica-1
+/// forbids, started with `extra` arguments and logged in to.
+struct Forbidden {
+    ns: String,
+    quota: kube::Api<ResourceQuota>,
+    api: ApiServer,
+    _dir: TestDir,
+}
+
+async fn watch_forbidden(env: &TestEnv, prefix: &str, extra: &[&str]) -> Forbidden {
+    let ns = env.namespace(prefix, &["primary", "replica-1"]).await;
+    let quota = forbid_configmaps(env, "replica-1", &ns).await;
     let dir = TestDir::new();
     let daemon = start_watch_with(
         &dir,
-        &env,
+        env,
         "primary",
         &["replica-1"],
         &ns,
         "watch.log",
-        &["--auto-retries", "2", "--resync-interval", "1h"],
+        extra,
     );
     let mut api = ApiServer::attach(daemon);
     api.login_as("admin", ADMIN_PASSWORD);
+    Forbidden {
+        ns,
+        quota,
+        api,
+        _dir: dir,
+    }
+}
 
+#[tokio::test]
+async fn failed_changes_are_retried_a_bounded_number_of_times_then_wait_for_retry() {
+    let Some(env) = TestEnv::get() else { return };
+    let extra = ["--auto-retries", "2", "--resync-interval", "1h"];
+    let Forbidden {
+        ns,
+        quota,
+        api,
+        _dir,
+    } = watch_forbidden(&env, "watch-retries", &extra).await;
     let primary = env.client("primary").await;
     create(&primary, &ns, configmap("blocked", json!({"a": "1"}))).await;
     eventually(DEADLINE, "automatic retries to end", || {
@@ -113,23 +135,13 @@ async fn a_resync_brings_in_what_failed_for_good() {
     // Nothing but the resync can: automatic retries are off, and no event comes after the
     // failure (the primary's object does not change, and the replica has no copy to watch).
     let Some(env) = TestEnv::get() else { return };
-    let ns = env
-        .namespace("watch-resync", &["primary", "replica-1"])
-        .await;
-    let quota = forbid_configmaps(&env, "replica-1", &ns).await;
-    let dir = TestDir::new();
-    let daemon = start_watch_with(
-        &dir,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        "watch.log",
-        &["--auto-retries", "0", "--resync-interval", "2s"],
-    );
-    let mut api = ApiServer::attach(daemon);
-    api.login_as("admin", ADMIN_PASSWORD);
-
+    let extra = ["--auto-retries", "0", "--resync-interval", "2s"];
+    let Forbidden {
+        ns,
+        quota,
+        api,
+        _dir,
+    } = watch_forbidden(&env, "watch-resync", &extra).await;
     let primary = env.client("primary").await;
     create(&primary, &ns, configmap("late", json!({"a": "1"}))).await;
     wait_for_jobs(&api, "status=failed&replica=replica-1", 1).await;
