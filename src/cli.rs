@@ -236,14 +236,22 @@ pub struct RunArgs {
     /// Attempts per write (the first included) for 429, 5xx and connection errors.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub attempts: u32,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// The job database, for every command that keeps or reads jobs and users.
+#[derive(Debug, Args)]
+pub struct DbArgs {
     /// The job database (SQLite).
     #[arg(
-        long,
+        long = "db",
         value_name = "PATH",
         default_value = "k8s-sync.db",
-        env = "K8S_SYNC_DB"
+        env = "K8S_SYNC_DB",
+        global = true
     )]
-    pub db: PathBuf,
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -285,14 +293,8 @@ pub struct ServerArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The job database (SQLite).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "k8s-sync.db",
-        env = "K8S_SYNC_DB"
-    )]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
     /// The primary, for /api/status and /retry.
     #[arg(long, value_name = "SRC", requires = "replicas")]
     pub primary: Option<String>,
@@ -311,15 +313,8 @@ pub struct ServeArgs {
 pub struct UsersCommand {
     #[command(subcommand)]
     pub action: UsersAction,
-    /// The job database (SQLite).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "k8s-sync.db",
-        env = "K8S_SYNC_DB",
-        global = true
-    )]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,14 +380,8 @@ pub enum JobsAction {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        /// The job database (SQLite).
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = "k8s-sync.db",
-            env = "K8S_SYNC_DB"
-        )]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Re-run one job now: re-reads the object from the primary and the replica and applies
     /// what is needed. Exit 0 when the job succeeded, 1 when it failed again.

@@ -7,7 +7,6 @@ use k8s_sync::diff::PlanOptions;
 use k8s_sync::metrics::Metrics;
 use k8s_sync::pass::{self, PassOptions};
 use k8s_sync::retry::RetryPolicy;
-use k8s_sync::store::Store;
 use serde_json::json;
 
 use super::Output;
@@ -35,15 +34,10 @@ pub fn pass_options(pass: &PassArgs, run: &RunArgs) -> PassOptions {
     }
 }
 
-/// Opens the job database named on the command line.
-pub fn open_store(run: &RunArgs) -> anyhow::Result<Store> {
-    Store::open(&run.db).with_context(|| format!("opening job database {}", run.db.display()))
-}
-
 pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let options = pass_options(&args.pass, &args.run);
     let (primary, replicas) = endpoints(&args.pass)?;
-    let store = open_store(&args.run)?;
+    let store = super::open_store(&args.run.db)?;
     let desired = source_snapshot(&primary, &args.pass, &options.scope).await?;
     if let Some(root) = &args.archive {
         match archive::write_if_changed(&desired, root)

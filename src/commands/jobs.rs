@@ -4,11 +4,12 @@ use anyhow::{Context, bail};
 use k8s_sync::kinds::KINDS;
 use k8s_sync::pass;
 use k8s_sync::snapshot::ObjectRef;
-use k8s_sync::store::{Job, JobFilter, Status, Store};
+use k8s_sync::store::{Job, JobFilter, Status};
 
 use super::Output;
-use super::apply::{open_store, pass_options};
+use super::apply::pass_options;
 use super::diff::{endpoints, source_snapshot};
+use super::open_store;
 use super::progress::{Reporter, summary};
 use crate::cli::{Format, JobsAction, JobsCommand};
 
@@ -20,8 +21,7 @@ pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode>
             limit,
             db,
         } => {
-            let store = Store::open(&db)
-                .with_context(|| format!("opening job database {}", db.display()))?;
+            let store = open_store(&db)?;
             let filter = JobFilter {
                 status: status.as_deref().and_then(Status::parse),
                 replica,
@@ -32,9 +32,9 @@ pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         JobsAction::Retry { id, pass, run } => {
-            let store = open_store(&run)?;
+            let store = open_store(&run.db)?;
             let Some(job) = store.job(id)? else {
-                bail!("job {id}: no such job in {}", run.db.display());
+                bail!("job {id}: no such job in {}", run.db.path.display());
             };
             let (primary, replicas) = endpoints(&pass)?;
             let Some(replica) = replicas.into_iter().find(|r| r.name == job.replica) else {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use k8s_sync::diff::render::Detail;
 
-use crate::cli::{Cli, ColorChoice, Command, Format, OutputArgs};
+use crate::cli::{Cli, ColorChoice, Command, DbArgs, Format, OutputArgs};
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -76,6 +76,13 @@ impl Output {
 }
 
 /// Prints what a snapshot left out, with `--verbose`.
+/// Opens the job database named on the command line.
+fn open_store(db: &DbArgs) -> anyhow::Result<k8s_sync::store::Store> {
+    use anyhow::Context;
+    k8s_sync::store::Store::open(&db.path)
+        .with_context(|| format!("opening job database {}", db.path.display()))
+}
+
 fn report_skipped(output: &Output, name: &str, snapshot: &k8s_sync::snapshot::Snapshot) {
     for (why, count) in &snapshot.skipped {
         output.detail(format_args!("{name}: skipped {count} ({why})"));

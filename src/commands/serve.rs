@@ -8,7 +8,6 @@ use k8s_sync::api::{self, Api, Authenticator, PassContext, Server, auth, status}
 use k8s_sync::diff::render::Detail;
 use k8s_sync::kinds::KindSet;
 use k8s_sync::metrics::Metrics;
-use k8s_sync::store::Store;
 use tracing::info;
 
 use super::Output;
@@ -16,8 +15,7 @@ use super::diff::endpoints;
 use crate::cli::{PassArgs, ScopeArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&args.db)
-        .with_context(|| format!("opening job database {}", args.db.display()))?;
+    let store = super::open_store(&args.db)?;
     let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
     auth::create_first_user(&store, cost)?;
     let pass = pass_context(&args)?;

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use k8s_sync::api::auth;
-use k8s_sync::store::{Store, UserDeletion};
+use k8s_sync::store::UserDeletion;
 
 use super::Output;
 use crate::cli::{Format, UsersAction, UsersCommand};
 
 pub fn run(args: UsersCommand, output: &Output) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&args.db)
-        .with_context(|| format!("opening job database {}", args.db.display()))?;
+    let store = super::open_store(&args.db)?;
     match args.action {
         UsersAction::Add { name, .. } => {
             auth::check_username(&name).map_err(anyhow::Error::msg)?;

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Output;
-use super::apply::{open_store, pass_options};
+use super::apply::pass_options;
 use super::diff::endpoints;
+use super::open_store;
 use crate::cli::WatchArgs;
 
 pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> {
@@ -45,7 +46,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         };
         watched.push(Arc::new(Replica::new(&replica.name, cluster)));
     }
-    let store = Arc::new(open_store(&args.run)?);
+    let store = Arc::new(open_store(&args.run.db)?);
     let metrics = Arc::new(Metrics::new());
     metrics.track_requests(&primary.name, primary_cluster.requests().clone());
     for replica in &watched {

@@ -34,7 +34,8 @@ pub fn start_watch(
     )
 }
 
-/// `k8s-sync watch` from `primary` with `extra` arguments, started and ready.
+/// `k8s-sync watch` from `primary` with `extra` arguments, started and ready. An empty
+/// `namespaces` watches them all.
 pub fn start_watch_with(
     dir: &TestDir,
     env: &TestEnv,
@@ -48,17 +49,10 @@ pub fn start_watch_with(
     for replica in replicas {
         args.extend(["--replica".into(), env.arg(replica)]);
     }
-    args.extend(
-        [
-            "--sync-namespaces",
-            namespaces,
-            "--db",
-            "jobs.db",
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
+    if !namespaces.is_empty() {
+        args.extend(["--sync-namespaces".into(), namespaces.into()]);
+    }
+    args.extend(["--db", "jobs.db", "--listen", "127.0.0.1:0"].map(String::from));
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut daemon = Daemon::start(
