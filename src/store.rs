@@ -826,8 +826,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn filters_and_counts() {
+    /// Three finished jobs, one on `r1` and two on `r2` (keys `sha256:0` to `sha256:2`); the
+    /// one numbered `failed` failed.
+    fn three_jobs(failed: usize) -> Store {
         let store = Store::in_memory().unwrap();
         for (i, replica) in ["r1", "r2", "r2"].iter().enumerate() {
             let key = format!("sha256:{i}");
@@ -837,15 +838,15 @@ mod tests {
                     ..job(&key)
                 })
                 .unwrap();
-            store
-                .finish(
-                    id,
-                    if i == 0 { Err("x") } else { Ok(()) },
-                    1,
-                    Duration::ZERO,
-                )
-                .unwrap();
+            let outcome = if i == failed { Err("x") } else { Ok(()) };
+            store.finish(id, outcome, 1, Duration::ZERO).unwrap();
         }
+        store
+    }
+
+    #[test]
+    fn filters_and_counts() {
+        let store = three_jobs(0);
         let failed = store
             .jobs(&JobFilter {
                 status: Some(Status::Failed),
@@ -908,19 +909,8 @@ mod tests {
 
     #[test]
     fn counts_every_replica_in_one_scan_and_finds_the_last_pass() {
-        let store = Store::in_memory().unwrap();
+        let store = three_jobs(2);
         assert_eq!(store.last_pass().unwrap(), None);
-        for (i, replica) in ["r1", "r2", "r2"].iter().enumerate() {
-            let key = format!("sha256:{i}");
-            let id = store
-                .begin(&NewJob {
-                    replica,
-                    ..job(&key)
-                })
-                .unwrap();
-            let outcome = if i == 2 { Err("x") } else { Ok(()) };
-            store.finish(id, outcome, 1, Duration::ZERO).unwrap();
-        }
         let all = store.counts_by_replica().unwrap();
         assert_eq!((all["r1"].total, all["r1"].succeeded), (1, 1));
         assert_eq!((all["r2"].total, all["r2"].failed), (2, 1));

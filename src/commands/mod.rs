@@ -5,6 +5,7 @@ mod diff;
 mod jobs;
 mod progress;
 mod serve;
+mod signals;
 mod snapshot;
 mod users;
 mod watch;

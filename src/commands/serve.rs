@@ -8,23 +8,18 @@ use k8s_sync::api::{self, Api, Authenticator, PassContext, Server, auth, status}
 use k8s_sync::diff::render::Detail;
 use k8s_sync::kinds::KindSet;
 use k8s_sync::metrics::Metrics;
+use k8s_sync::store::Store;
 use tracing::info;
 
 use super::Output;
 use super::diff::endpoints;
+use super::signals::StopSignals;
 use crate::cli::{PassArgs, ScopeArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&args.db)?;
-    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
-    auth::create_first_user(&store, cost)?;
+    let authenticator = authenticator(&store, args.server.token_ttl).await?;
     let pass = pass_context(&args)?;
-
-    let authenticator =
-        tokio::task::spawn_blocking(move || Authenticator::new(cost, args.server.token_ttl))
-            .await
-            .context("preparing password checks")?
-            .context("preparing password checks")?;
     let mut service = Api::new(
         Arc::new(store),
         Arc::new(Metrics::new()),
@@ -37,13 +32,14 @@ pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
         info!(primary = %pass.primary.name, replicas = %names.join(","), "status and retries enabled");
         service = service.with_pass(pass);
     }
+    let mut signals = StopSignals::listen()?;
     let listen = args.server.listen;
     let server = Server::start(listen, api::WORKERS, Arc::new(service))
         .with_context(|| format!("listening on {listen}"))?;
     info!("listening on http://{}", server.local_addr());
 
     tokio::select! {
-        signal = wait_for_signal() => signal?,
+        () = signals.next() => {}
         reason = server.failed() => {
             bail!("the HTTP server stopped accepting connections: {reason}")
         }
@@ -54,6 +50,21 @@ pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
         .context("stopping the HTTP server")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API's authenticator, after adding the first user from `K8S_SYNC_ADMIN_PASSWORD` when
+/// the store has none. Shared by `serve` and `watch`.
+pub(super) async fn authenticator(
+    store: &Store,
+    token_ttl: std::time::Duration,
+) -> anyhow::Result<Authenticator> {
+    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
+    auth::create_first_user(store, cost)?;
+    // Preparing the dummy hash that evens out login times costs a bcrypt run.
+    tokio::task::spawn_blocking(move || Authenticator::new(cost, token_ttl))
+        .await
+        .context("preparing password checks")?
+        .context("preparing password checks")
 }
 
 /// The primary and replicas given on the command line, if any.
@@ -84,21 +95,4 @@ fn pass_context(args: &ServeArgs) -> anyhow::Result<Option<PassContext>> {
         options: status::default_options(),
         source_name: args.source_name.clone(),
     }))
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("listening for SIGINT")?,
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("listening for Ctrl-C")?;
-    Ok(())
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use k8s_sync::api::{self, Api, Authenticator, PassContext, Server, auth};
+use k8s_sync::api::{self, Api, PassContext, Server};
 use k8s_sync::endpoint::Connected;
 use k8s_sync::metrics::Metrics;
 use k8s_sync::watch::{Replica, Watch, WatchOptions};
@@ -15,6 +15,7 @@ use super::Output;
 use super::apply::pass_options;
 use super::diff::endpoints;
 use super::open_store;
+use super::signals::StopSignals;
 use crate::cli::WatchArgs;
 
 pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> {
@@ -73,13 +74,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     ));
 
     // The same server as `serve`, ready only once the first pass is done and watchers run.
-    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
-    auth::create_first_user(&store, cost)?;
-    let ttl = args.server.token_ttl;
-    let authenticator = tokio::task::spawn_blocking(move || Authenticator::new(cost, ttl))
-        .await
-        .context("preparing password checks")?
-        .context("preparing password checks")?;
+    let authenticator = super::serve::authenticator(&store, args.server.token_ttl).await?;
     let (ready, states) = (watch.status(), watch.status());
     let service = Api::new(
         store,
@@ -98,7 +93,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     info!("listening on http://{}", server.local_addr());
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(drain_on_signal(StopSignals::listen()?, shutdown.clone()));
     info!(primary = %primary.name, replicas = replicas.len(), "watching");
     let mut running = tokio::spawn(watch.run(shutdown.clone()));
     let outcome = tokio::select! {
@@ -118,24 +113,10 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second one exits at once.
-async fn signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for signals; stop with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
+async fn drain_on_signal(mut signals: StopSignals, shutdown: CancellationToken) {
+    signals.next().await;
     info!("signal received: draining (a second signal exits at once)");
     shutdown.cancel();
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
+    signals.next().await;
     std::process::exit(130);
 }

@@ -352,18 +352,30 @@ impl Watch {
             }
         };
         replica.unreachable.store(false, Ordering::Release);
-        let plan = Plan::new(&replica.name, desired, &live, self.options.pass.plan);
+        let (_, report) = self.plan_and_apply(replica, desired, &live).await?;
+        Ok(report)
+    }
+
+    /// Plans `desired` against `live` on `replica` and applies the plan; the namespaces it
+    /// created are known to exist there from then on.
+    async fn plan_and_apply(
+        &self,
+        replica: &Replica,
+        desired: &Snapshot,
+        live: &Snapshot,
+    ) -> Result<(Plan, Report), crate::store::Error> {
+        let plan = Plan::new(&replica.name, desired, live, self.options.pass.plan);
         let report = apply::apply(
             &replica.cluster,
             &plan,
             desired,
-            &live,
+            live,
             self.sinks(),
             &self.options.pass.apply,
         )
         .await?;
         replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
-        Ok(report)
+        Ok((plan, report))
     }
 
     async fn resync_loop(self: Arc<Self>, stop: CancellationToken) {
@@ -524,27 +536,15 @@ impl Watch {
         if replica.knows_namespace(&reference.namespace) {
             live.namespaces.insert(reference.namespace.clone());
         }
-        let plan = Plan::new(&replica.name, desired, &live, self.options.pass.plan);
-        let writes = plan.summary.drift() > 0;
-        match apply::apply(
-            &replica.cluster,
-            &plan,
-            desired,
-            &live,
-            self.sinks(),
-            &self.options.pass.apply,
-        )
-        .await
-        {
-            Ok(report) => {
-                replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
+        match self.plan_and_apply(replica, desired, &live).await {
+            Ok((plan, report)) => {
                 if wanted {
                     // Written, or failed and then worth a GET before the next attempt.
                     replica.present.note_present(reference);
                 } else if !found || report.failed == 0 && plan.summary.prune > 0 {
                     replica.present.note_absent(reference);
                 }
-                if writes && report.failed == 0 {
+                if plan.summary.drift() > 0 && report.failed == 0 {
                     self.metrics
                         .propagation_seconds
                         .with_label_values(&[&replica.name])
