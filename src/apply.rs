@@ -1,18 +1,19 @@
 //! Executing a [`Plan`] against a replica cluster: namespaces first, then objects in the kind
 //! table's order (data before workloads), prunes last; a bounded number of requests in flight;
-//! every write retried with backoff and recorded as a job.
+//! every write retried with backoff and recorded as a job. Changes the plan defers (held or
+//! delayed prunes) are recorded as such and not sent.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::diff::{Action, Change, Plan};
+use crate::diff::{Action, Change, Deferral, Plan};
 use crate::endpoint::Cluster;
 use crate::endpoint::cluster::Error as ClusterError;
 use crate::metrics::Metrics;
 use crate::normalize::{CHANGE_KEY_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION};
+use crate::report::Report;
 use crate::retry::RetryPolicy;
 use crate::secret;
 use crate::snapshot::{Entry, ObjectRef, Snapshot};
@@ -29,6 +30,9 @@ pub struct ApplyOptions {
     pub recreate: bool,
     /// How writes are retried.
     pub retry: RetryPolicy,
+    /// A change whose replica stops answering is pending again (to run when the replica is
+    /// back) instead of failed: watch mode, which notices the replica's return.
+    pub pending_when_unreachable: bool,
 }
 
 impl Default for ApplyOptions {
@@ -38,38 +42,9 @@ impl Default for ApplyOptions {
             dry_run: false,
             recreate: false,
             retry: RetryPolicy::default(),
+            pending_when_unreachable: false,
         }
     }
-}
-
-/// What happened on one replica.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// The replica's name.
-    pub replica: String,
-    /// Namespaces created.
-    pub namespaces_created: usize,
-    /// Objects created.
-    pub created: usize,
-    /// Objects updated (adoptions and reverted edits included).
-    pub updated: usize,
-    /// Objects deleted and re-created.
-    pub recreated: usize,
-    /// Objects deleted because they are gone from the source.
-    pub pruned: usize,
-    /// Objects already in step.
-    pub unchanged: usize,
-    /// Objects left alone: the replica has its own copy and adoption is off.
-    pub conflicts: usize,
-    /// Objects whose change failed.
-    pub failed: usize,
-    /// Write requests sent to the replica.
-    pub writes: u64,
-    /// Wall time.
-    pub duration_ms: u64,
-    /// Why the whole replica failed, when it did (unreachable, say).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Progress of an apply, for bars and log lines.
@@ -97,15 +72,18 @@ impl Progress for Silent {
     fn completed(&self, _: &Report) {}
 }
 
-/// Where the outcome of every change goes: the job database, the metrics, the progress display.
+/// Where the outcome of every change is recorded: the job database, the metrics, the progress
+/// display; and what each job records of the pass that made it.
 #[derive(Clone, Copy)]
-pub struct Sinks<'a> {
+pub struct Journal<'a> {
     /// The job database.
     pub store: &'a Store,
     /// The process's metrics.
     pub metrics: &'a Metrics,
     /// Bars or log lines.
     pub progress: &'a dyn Progress,
+    /// The pass's options as JSON, recorded in each job so that a retry runs with them.
+    pub pass_options: Option<&'a str>,
 }
 
 /// How a change was made.
@@ -115,8 +93,11 @@ pub enum Done {
     Applied,
     /// Deleted and applied again.
     Recreated,
-    /// Deleted.
+    /// Deleted (or found gone).
     Deleted,
+    /// Dry run only: not sent, because the object's namespace does not exist on the replica
+    /// yet, and the server validates nothing in a namespace it lacks.
+    Unvalidated,
 }
 
 /// The object k8s-sync sends: the normalized source object with its bookkeeping annotations and
@@ -145,12 +126,12 @@ pub async fn apply(
     plan: &Plan,
     desired: &Snapshot,
     live: &Snapshot,
-    sinks: Sinks<'_>,
+    journal: Journal<'_>,
     options: &ApplyOptions,
 ) -> Result<Report, store::Error> {
-    let Sinks {
+    let Journal {
         store, progress, ..
-    } = sinks;
+    } = journal;
     let started = Instant::now();
     let writes_before = cluster
         .requests()
@@ -158,18 +139,23 @@ pub async fn apply(
         .load(std::sync::atomic::Ordering::Relaxed);
     let mut report = Report {
         replica: plan.replica.clone(),
+        held: plan.summary.held,
+        delayed: plan.summary.delayed,
+        kept: plan.summary.kept,
+        waiting: plan.summary.waiting,
         ..Report::default()
     };
     let work: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| !matches!(c.action, Action::InSync | Action::Conflict))
+        .filter(|c| c.deferral.is_none())
+        .filter(|c| !matches!(c.action, Action::InSync | Action::Conflict | Action::Keep))
         .collect();
     progress.started(&plan.replica, work.len());
 
     for change in &plan.changes {
-        match change.action {
-            Action::InSync => {
+        match (change.action, change.deferral) {
+            (Action::InSync, _) => {
                 report.unchanged += 1;
                 if let (Some(key), false) = (&change.desired_key, options.dry_run) {
                     store.settle(
@@ -181,11 +167,28 @@ pub async fn apply(
                     )?;
                 }
             }
-            Action::Conflict => report.conflicts += 1,
+            (Action::Conflict, _) => report.conflicts += 1,
+            (_, Some(deferral)) if !options.dry_run => {
+                let reference = change.reference();
+                let key = pruned_key(live.objects.get(&reference));
+                let job = new_job(
+                    &plan.replica,
+                    &reference,
+                    Operation::Delete,
+                    key,
+                    "prune",
+                    journal.pass_options,
+                );
+                match deferral {
+                    Deferral::Held => store.hold(&job)?,
+                    Deferral::Delayed { due } => store.delay(&job, due)?,
+                };
+            }
             _ => {}
         }
     }
 
+    let mut created_namespaces = Vec::new();
     for namespace in &plan.missing_namespaces {
         let (result, _) = options
             .retry
@@ -197,6 +200,7 @@ pub async fn apply(
         // message, so nothing more is needed here.
         if result.is_ok() {
             report.namespaces_created += 1;
+            created_namespaces.push(namespace.as_str());
         }
     }
 
@@ -214,12 +218,22 @@ pub async fn apply(
     }
     stages.sort_by_key(|(stage, _)| *stage);
 
+    // A dry run creates no namespace, and a server validates nothing in a namespace it lacks.
+    let unvalidated = |change: &Change| {
+        options.dry_run && created_namespaces.contains(&change.namespace.as_str())
+    };
     for (_, changes) in stages {
         // The futures are made before the stream, not inside a `map` closure: a closure
         // returning a borrowing future makes the whole pass non-`Send` for spawned tasks.
         let mut jobs = Vec::with_capacity(changes.len());
         for change in changes {
-            jobs.push(run_job(cluster, change, desired, live, sinks, options));
+            let job = Job {
+                change,
+                desired,
+                live,
+                unvalidated: unvalidated(change),
+            };
+            jobs.push(run_job(cluster, job, journal, options));
         }
         let results: Vec<_> = futures::stream::iter(jobs)
             .buffer_unordered(options.workers.max(1))
@@ -227,11 +241,22 @@ pub async fn apply(
             .await;
         for (change, result) in results {
             match (result?, change.action) {
-                (Err(_), _) => report.failed += 1,
-                (Ok(Done::Recreated), _) => report.recreated += 1,
-                (Ok(Done::Deleted), _) => report.pruned += 1,
-                (Ok(Done::Applied), Action::Create) => report.created += 1,
-                (Ok(Done::Applied), _) => report.updated += 1,
+                (Outcome::Failed, _) => {
+                    report.failed += 1;
+                    report.unfinished.push(change.reference());
+                }
+                (Outcome::Interrupted, _) => {
+                    report.interrupted += 1;
+                    report.unfinished.push(change.reference());
+                }
+                (Outcome::Done(Done::Recreated), _) => report.recreated += 1,
+                (Outcome::Done(Done::Deleted), _) => report.pruned += 1,
+                (Outcome::Done(Done::Unvalidated), _) => {
+                    report.created += 1;
+                    report.unvalidated += 1;
+                }
+                (Outcome::Done(Done::Applied), Action::Create) => report.created += 1,
+                (Outcome::Done(Done::Applied), _) => report.updated += 1,
             }
         }
     }
@@ -241,7 +266,6 @@ pub async fn apply(
         .load(std::sync::atomic::Ordering::Relaxed)
         - writes_before;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    sinks.metrics.record_report(&report, plan.summary.drift());
     progress.completed(&report);
     Ok(report)
 }
@@ -252,13 +276,11 @@ pub fn fail_unreachable(
     replica: &str,
     desired: &Snapshot,
     error: &str,
-    sinks: Sinks<'_>,
+    journal: Journal<'_>,
 ) -> Result<Report, store::Error> {
-    let Sinks {
-        store,
-        progress,
-        metrics,
-    } = sinks;
+    let Journal {
+        store, progress, ..
+    } = journal;
     for (reference, entry) in &desired.objects {
         let id = store.begin(&new_job(
             replica,
@@ -266,6 +288,7 @@ pub fn fail_unreachable(
             Operation::Apply,
             entry.change_key.as_str(),
             "sync",
+            journal.pass_options,
         ))?;
         store.finish(id, Err(error), 0, Duration::ZERO)?;
     }
@@ -275,17 +298,27 @@ pub fn fail_unreachable(
         error: Some(error.to_string()),
         ..Report::default()
     };
-    metrics.record_report(&report, desired.objects.len());
     progress.completed(&report);
     Ok(report)
 }
 
-fn new_job<'a>(
+/// The change key a prune deletes: the one k8s-sync applied, else the object's own.
+fn pruned_key(have: Option<&Entry>) -> &str {
+    have.map_or("", |have| {
+        have.applied
+            .as_ref()
+            .map_or(have.change_key.as_str(), |a| a.change_key.as_str())
+    })
+}
+
+/// The job row of one change.
+pub fn new_job<'a>(
     replica: &'a str,
     reference: &'a ObjectRef,
     operation: Operation,
     change_key: &'a str,
     action: &'a str,
+    options: Option<&'a str>,
 ) -> NewJob<'a> {
     NewJob {
         replica,
@@ -295,6 +328,7 @@ fn new_job<'a>(
         operation,
         change_key,
         action,
+        options,
     }
 }
 
@@ -306,47 +340,64 @@ fn action_name(action: Action) -> &'static str {
         Action::Prune => "prune",
         Action::InSync => "none",
         Action::Conflict => "conflict",
+        Action::Keep => "keep",
     }
+}
+
+/// One change to run, with what it is planned from.
+struct Job<'c> {
+    change: &'c Change,
+    desired: &'c Snapshot,
+    live: &'c Snapshot,
+    unvalidated: bool,
+}
+
+/// How one change ended.
+enum Outcome {
+    Done(Done),
+    Failed,
+    Interrupted,
 }
 
 async fn run_job<'c>(
     cluster: &Cluster,
-    change: &'c Change,
-    desired: &Snapshot,
-    live: &Snapshot,
-    sinks: Sinks<'_>,
+    job: Job<'c>,
+    journal: Journal<'_>,
     options: &ApplyOptions,
-) -> (&'c Change, Result<Result<Done, String>, store::Error>) {
-    let Sinks {
+) -> (&'c Change, Result<Outcome, store::Error>) {
+    let Journal {
         store,
         progress,
         metrics,
-    } = sinks;
+        pass_options,
+    } = journal;
+    let Job {
+        change,
+        desired,
+        live,
+        unvalidated,
+    } = job;
     let reference = change.reference();
     let want = desired.objects.get(&reference);
     let have = live.objects.get(&reference);
-    let (operation, key) = match (change.action, want, have) {
-        (Action::Prune, _, Some(have)) => (
-            Operation::Delete,
-            have.applied
-                .as_ref()
-                .map_or(have.change_key.as_str(), |a| a.change_key.as_str()),
-        ),
-        (_, Some(want), _) => (Operation::Apply, want.change_key.as_str()),
+    let (operation, key) = match (change.action, want) {
+        (Action::Prune, _) => (Operation::Delete, pruned_key(have)),
+        (_, Some(want)) => (Operation::Apply, want.change_key.as_str()),
         _ => unreachable!("plans only hold changes to objects one side has"),
     };
-    let job = if options.dry_run {
+    let id = if options.dry_run {
         None
     } else {
-        let job = new_job(
+        let row = new_job(
             cluster.name(),
             &reference,
             operation,
             key,
             action_name(change.action),
+            pass_options,
         );
         match store
-            .begin(&job)
+            .begin(&row)
             .and_then(|id| store.start(id).map(|()| id))
         {
             Ok(id) => Some(id),
@@ -354,8 +405,14 @@ async fn run_job<'c>(
         }
     };
     let started = Instant::now();
-    let (result, attempts) = execute(cluster, change, want, have, &desired.source, options).await;
+    let (result, attempts) = if unvalidated {
+        (Ok(Done::Unvalidated), 0)
+    } else {
+        execute(cluster, change, want, have, &desired.source, options).await
+    };
     let elapsed = started.elapsed();
+    let cut_off = options.pending_when_unreachable
+        && matches!(&result, Err(JobError::Cluster(e)) if e.is_unreachable());
     let result = result.map_err(|e| {
         let message = format!("{e:#}");
         match want {
@@ -365,22 +422,34 @@ async fn run_job<'c>(
             _ => message,
         }
     });
-    if let Some(id) = job {
-        let outcome = result.as_ref().map(drop).map_err(String::as_str);
-        if let Err(e) = store.finish(id, outcome, attempts, elapsed) {
+    if let Some(id) = id {
+        let recorded = match (&result, cut_off) {
+            (Err(error), true) => store.interrupt(id, error, attempts),
+            (outcome, false) => {
+                let outcome = outcome.as_ref().map(drop).map_err(String::as_str);
+                store.finish(id, outcome, attempts, elapsed)
+            }
+            (Ok(_), true) => unreachable!("only errors cut a change off"),
+        };
+        if let Err(e) = recorded {
             return (change, Err(e));
         }
     }
-    let outcome = if result.is_ok() {
-        "succeeded"
-    } else {
-        "failed"
+    let outcome = match (&result, cut_off) {
+        (Ok(done), _) => Outcome::Done(*done),
+        (Err(_), true) => Outcome::Interrupted,
+        (Err(_), false) => Outcome::Failed,
+    };
+    let label = match outcome {
+        Outcome::Done(_) => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "interrupted",
     };
     let labels = [
         cluster.name(),
         change.kind.kind,
         action_name(change.action),
-        outcome,
+        label,
     ];
     metrics.jobs.with_label_values(&labels).inc();
     metrics
@@ -388,7 +457,7 @@ async fn run_job<'c>(
         .with_label_values(&[cluster.name()])
         .observe(elapsed.as_secs_f64());
     progress.finished(cluster.name(), change, &result, elapsed);
-    (change, Ok(result))
+    (change, Ok(outcome))
 }
 
 /// Why one change failed.
@@ -432,6 +501,12 @@ async fn execute(
                 )
             })
             .await;
+        let result = match result {
+            // Gone already: what a prune wants. A deletion whose answer was lost on the way and
+            // that was sent again ends here too.
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        };
         return (result.map(|()| Done::Deleted).map_err(Into::into), attempts);
     }
     let want = want.expect("only prunes lack a desired object");
@@ -474,8 +549,10 @@ async fn execute(
         })
         .await;
     attempts += tries;
-    if let Err(e) = result {
-        return (Err(e.into()), attempts);
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return (Err(e.into()), attempts),
     }
     if options.dry_run {
         return (Ok(Done::Recreated), attempts);

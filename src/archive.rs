@@ -44,6 +44,9 @@ pub struct Manifest {
     pub format: String,
     /// The source the snapshot was taken from.
     pub source: String,
+    /// Other names the source's objects carry (see [`Snapshot::aliases`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// When, as an RFC 3339 UTC timestamp.
     pub created_at: String,
     /// The k8s-sync version that wrote it.
@@ -167,6 +170,7 @@ pub fn render(
     let manifest = Manifest {
         format: FORMAT.into(),
         source: snapshot.source.clone(),
+        aliases: snapshot.aliases.clone(),
         created_at: created_at.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         secret_data,
@@ -177,7 +181,8 @@ pub fn render(
 }
 
 /// Writes a snapshot to `dir`, which must not exist or be empty. The manifest is written last,
-/// so an interrupted write never looks like a complete archive.
+/// so an interrupted write never looks like a complete archive. An archive holding Secret
+/// values is readable by its owner only: directories 0700, files 0600, set as they are made.
 pub fn write(
     snapshot: &Snapshot,
     dir: &Path,
@@ -190,17 +195,53 @@ pub fn write(
             return Err(Error::NotEmpty(dir.to_path_buf()));
         }
     }
+    let private = secret_data == SecretData::Included;
     let (files, manifest) = render(snapshot, secret_data, created_at);
+    create_dir(dir, private)?;
     for (relative, text) in &files {
         let path = dir.join(relative);
         let parent = path.parent().expect("object paths have parents");
-        fs::create_dir_all(parent).map_err(io_error(parent, "cannot create directory"))?;
-        fs::write(&path, text).map_err(io_error(&path, "cannot write file"))?;
+        create_dir(parent, private)?;
+        write_file(&path, text.as_bytes(), private)?;
     }
     let path = dir.join(MANIFEST);
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
-    fs::write(&path, json + "\n").map_err(io_error(&path, "cannot write file"))?;
+    write_file(&path, (json + "\n").as_bytes(), private)?;
     Ok(manifest)
+}
+
+fn create_dir(dir: &Path, private: bool) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    if private {
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(io_error(dir, "cannot create directory"))?;
+    if private {
+        // An existing (empty) directory keeps the mode it had: narrow it too.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_error(dir, "cannot restrict directory"))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    if private {
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(io_error(path, "cannot write file"))?;
+    file.write_all(bytes)
+        .map_err(io_error(path, "cannot write file"))
 }
 
 /// Writes `snapshot` to `root/<UTC timestamp>/` (Secret values redacted), unless the newest
@@ -405,11 +446,27 @@ mod tests {
     }
 
     #[test]
-    fn includes_secret_data_only_when_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        write(&snapshot(), dir.path(), SecretData::Included, "t").unwrap();
-        let secret = fs::read_to_string(dir.path().join("shop/secrets/db.yaml")).unwrap();
+    fn includes_secret_data_only_when_asked_and_then_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("with-secrets");
+        write(&snapshot(), &dir, SecretData::Included, "t").unwrap();
+        let secret = fs::read_to_string(dir.join("shop/secrets/db.yaml")).unwrap();
         assert!(secret.contains("aHVudGVyMg=="));
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        for entry in walkdir::WalkDir::new(&dir) {
+            let entry = entry.unwrap();
+            let expected = if entry.file_type().is_dir() {
+                0o700
+            } else {
+                0o600
+            };
+            assert_eq!(mode(entry.path()), expected, "{}", entry.path().display());
+        }
+        // Redacted archives keep the usual modes.
+        let redacted = root.path().join("redacted");
+        write(&snapshot(), &redacted, SecretData::Redacted, "t").unwrap();
+        assert_ne!(mode(&redacted.join(MANIFEST)), 0o600);
     }
 
     #[test]

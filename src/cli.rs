@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_sync::kinds::KindSet;
+use k8s_sync::safety::MaxPrune;
 use k8s_sync::scope::Scope;
 
 const EXIT_CODES: &str = "\
@@ -65,7 +66,8 @@ pub enum Command {
         "  k8s-sync apply --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
         "  k8s-sync apply --primary prod.kubeconfig#admin --replica dr=dr.kubeconfig --dry-run\n",
         "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/ --sync-once   (the original form)\n\n",
-        "Exit codes:\n  0  every change applied\n  1  some objects failed, or were left as conflicts\n",
+        "Exit codes:\n  0  every change applied\n",
+        "  1  some objects failed, were left as conflicts, or prunes were held over --max-prune\n",
         "  2  error before applying (bad arguments, unreadable primary, job database)"))]
     Apply(ApplyArgs),
     /// Keep replicas in step continuously: a full pass, then watch events, with resyncs.
@@ -198,13 +200,43 @@ pub struct PassArgs {
     #[arg(long)]
     pub no_prune: bool,
     #[command(flatten)]
+    pub prune: PruneArgs,
+    #[command(flatten)]
     pub scope: ScopeArgs,
+}
+
+/// How far pruning may go: the guards between a deletion on the primary and the replicas.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Prune at most this many objects of one replica in one pass (in watch mode, within
+    /// --max-prune-window): a count, or a percentage of the objects the primary manages there
+    /// (a percentage allows at least 10). A pass that would prune more prunes none of them and
+    /// records them as held.
+    #[arg(long, value_name = "N|P%", default_value = "10%")]
+    pub max_prune: MaxPrune,
+    /// Also prune PersistentVolumeClaims gone from the primary. Without it they are kept:
+    /// they hold the data.
+    #[arg(long)]
+    pub prune_pvcs: bool,
+    /// Prune a replica's copy only once the object has stayed deleted on the primary this
+    /// long (e.g. 10m), so that an accidental deletion can be undone before the copies follow.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub prune_delay: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
     pub pass: PassArgs,
+    /// The job database, read (never written) for the prunes held or delayed so far; a
+    /// database that does not exist counts as empty.
+    #[arg(
+        long = "db",
+        value_name = "PATH",
+        default_value = "k8s-sync.db",
+        env = "K8S_SYNC_DB"
+    )]
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +249,9 @@ pub struct ApplyArgs {
     /// newest snapshot already there (Secret values redacted).
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// Prune past --max-prune in this run, the prunes held so far included.
+    #[arg(long)]
+    pub force_prune: bool,
 }
 
 /// How changes are applied.
@@ -271,6 +306,12 @@ pub struct WatchArgs {
     /// Automatic retries of a failed change before it stays failed (for /retry).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub auto_retries: u32,
+    /// The sliding window over which --max-prune counts the prunes of one replica.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub max_prune_window: std::time::Duration,
+    /// How often the primary is asked whether it answers, and how long it may take.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub probe_interval: std::time::Duration,
 }
 
 /// The HTTP server's settings, shared by `serve` and `watch`.
@@ -371,8 +412,9 @@ pub enum JobsAction {
     /// List jobs, newest first.
     #[command(after_long_help = "Example:\n  k8s-sync jobs list --status failed -o json")]
     List {
-        /// Only jobs in this state: pending, running, succeeded, failed.
-        #[arg(long, value_parser = ["pending", "running", "succeeded", "failed"])]
+        /// Only jobs in this state: pending, running, succeeded, failed, held (prunes over
+        /// --max-prune), delayed (prunes within --prune-delay), cancelled.
+        #[arg(long, value_parser = ["pending", "running", "succeeded", "failed", "held", "delayed", "cancelled"])]
         status: Option<String>,
         /// Only jobs of this replica.
         #[arg(long)]
@@ -391,6 +433,20 @@ pub enum JobsAction {
     Retry {
         /// The job's id, as `jobs list` shows it.
         id: i64,
+        #[command(flatten)]
+        pass: PassArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Release the prunes held on one replica now: each object still gone from the primary is
+    /// pruned, past --max-prune. Recorded in the job database. The limit stays in force for
+    /// later prunes. Exit 0 when every released prune succeeded, 1 otherwise.
+    #[command(
+        after_long_help = "Example:\n  k8s-sync jobs release dr --primary prod.kubeconfig --replica dr=dr.kubeconfig"
+    )]
+    Release {
+        /// The replica whose held prunes to release, as `jobs list` names it.
+        replica_name: String,
         #[command(flatten)]
         pass: PassArgs,
         #[command(flatten)]

@@ -27,6 +27,9 @@ pub struct Kind {
     pub mutable_exceptions: &'static [&'static str],
     /// Whether `apply --recreate` may delete this kind to re-create it. PVCs hold data.
     pub recreatable: bool,
+    /// Whether objects of this kind hold data of their own (a PVC's volume): such an object
+    /// gone from the primary is kept on the replicas unless `--prune-pvcs`.
+    pub holds_data: bool,
 }
 
 impl Kind {
@@ -81,6 +84,7 @@ pub static KINDS: [Kind; 5] = [
         immutable: &[],
         mutable_exceptions: &[],
         recreatable: true,
+        holds_data: false,
     },
     Kind {
         kind: "Secret",
@@ -93,6 +97,7 @@ pub static KINDS: [Kind; 5] = [
         immutable: &["type"],
         mutable_exceptions: &[],
         recreatable: true,
+        holds_data: false,
     },
     Kind {
         kind: "PersistentVolumeClaim",
@@ -107,6 +112,7 @@ pub static KINDS: [Kind; 5] = [
             "spec.volumeAttributesClassName",
         ],
         recreatable: false,
+        holds_data: true,
     },
     Kind {
         kind: "Deployment",
@@ -117,6 +123,7 @@ pub static KINDS: [Kind; 5] = [
         immutable: &["spec.selector"],
         mutable_exceptions: &[],
         recreatable: true,
+        holds_data: false,
     },
     Kind {
         kind: "StatefulSet",
@@ -137,6 +144,7 @@ pub static KINDS: [Kind; 5] = [
             "spec.revisionHistoryLimit",
         ],
         recreatable: true,
+        holds_data: false,
     },
 ];
 
@@ -145,6 +153,11 @@ pub fn by_type(api_version: &str, kind: &str) -> Option<&'static Kind> {
     KINDS
         .iter()
         .find(|k| k.kind == kind && k.api_version() == api_version)
+}
+
+/// Looks a kind up by its `kind` field alone (`Deployment`), as jobs record it.
+pub fn by_kind(kind: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.kind == kind)
 }
 
 /// Looks a kind up by its plural resource name (`deployments`).
@@ -160,6 +173,16 @@ impl KindSet {
     /// Every synced kind.
     pub fn all() -> Self {
         KindSet((1 << KINDS.len()) - 1)
+    }
+
+    /// The set of the given kinds.
+    pub fn of<'k>(kinds: impl IntoIterator<Item = &'k Kind>) -> Self {
+        KindSet(kinds.into_iter().fold(0, |bits, k| bits | Self::bit(k)))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
     }
 
     /// Whether `kind` is in the set.
@@ -296,5 +319,15 @@ mod tests {
         assert!(!pvc.is_immutable_path("spec.resources.requests.storage"));
         assert!(!pvc.is_immutable_path("metadata.labels.tier"));
         assert!(!pvc.recreatable);
+    }
+
+    #[test]
+    fn only_kinds_that_hold_data_wait_for_a_flag_before_pruning() {
+        let holding: Vec<_> = KINDS
+            .iter()
+            .filter(|k| k.holds_data)
+            .map(|k| k.plural)
+            .collect();
+        assert_eq!(holding, ["persistentvolumeclaims"]);
     }
 }

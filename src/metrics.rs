@@ -2,15 +2,15 @@
 //! command runs it; `serve` and `watch` export them at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::apply::Report;
 use crate::endpoint::cluster::Requests;
+use crate::report::Report;
 
 /// The metrics of one k8s-sync process.
 pub struct Metrics {
@@ -21,12 +21,20 @@ pub struct Metrics {
     pub apply_seconds: HistogramVec,
     /// Time of a whole pass over every replica.
     pub pass_seconds: Histogram,
-    /// Objects out of step at the last pass, by replica.
+    /// Objects out of step now, by replica.
     pub drifted: IntGaugeVec,
-    /// Whether the replica could be read at the last pass (1) or not (0).
+    /// Whether the replica answers (1) or not (0).
     pub reachable: IntGaugeVec,
-    /// Unix time of the last pass that left the replica with no failure.
+    /// Whether the primary answers and its state is listed in full (1) or not (0).
+    pub primary_reachable: IntGauge,
+    /// Unix time of the last full pass that left the replica with no failure.
     pub last_success: IntGaugeVec,
+    /// Prunes held over `--max-prune`, by replica.
+    pub prunes_held: IntGaugeVec,
+    /// Prunes waiting for `--prune-delay`, by replica.
+    pub prunes_delayed: IntGaugeVec,
+    /// Age of the oldest change not yet applied to the replica, in seconds.
+    pub replication_lag: GaugeVec,
     /// Changes waiting in watch mode's queue.
     pub queue_depth: IntGauge,
     /// Watch events seen on the primary, by kind and type.
@@ -43,7 +51,13 @@ pub struct Metrics {
     cluster_requests: IntCounterVec,
     /// The clusters whose request counts [`Metrics::render`] reports.
     tracked: Mutex<Vec<(String, Arc<Requests>)>>,
+    /// Run before each rendering, so that gauges whose truth changes with time alone (a lag)
+    /// say what is true at the scrape.
+    refreshers: Mutex<Vec<Refresher>>,
 }
+
+/// Brings some gauges up to date; see [`Metrics::refresh_with`].
+pub type Refresher = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -102,9 +116,36 @@ impl Metrics {
         );
         let last_success = gauge(
             "k8s_sync_last_successful_pass_timestamp_seconds",
-            "Unix time of the last pass that applied everything to the replica.",
+            "Unix time of the last full pass that applied everything to the replica.",
             &["replica"],
         );
+        let primary_reachable = gauge(
+            "k8s_sync_primary_reachable",
+            "Whether the primary answers and its state is listed in full (1) or not (0).",
+            &[],
+        )
+        .with_label_values::<&str>(&[]);
+        let prunes_held = gauge(
+            "k8s_sync_prunes_held",
+            "Prunes held over --max-prune, waiting for a release or --force-prune.",
+            &["replica"],
+        );
+        let prunes_delayed = gauge(
+            "k8s_sync_prunes_delayed",
+            "Prunes waiting for --prune-delay to pass.",
+            &["replica"],
+        );
+        let replication_lag = GaugeVec::new(
+            Opts::new(
+                "k8s_sync_replication_lag_seconds",
+                "Age of the oldest change not yet applied to the replica (held and delayed prunes aside).",
+            ),
+            &["replica"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(replication_lag.clone()))
+            .expect("registered once");
         let queue_depth = gauge(
             "k8s_sync_queue_depth",
             "Changes waiting in the watch queue.",
@@ -150,7 +191,11 @@ impl Metrics {
             pass_seconds,
             drifted,
             reachable,
+            primary_reachable,
             last_success,
+            prunes_held,
+            prunes_delayed,
+            replication_lag,
             queue_depth,
             watch_events,
             watchers,
@@ -159,7 +204,16 @@ impl Metrics {
             http_seconds,
             cluster_requests,
             tracked: Mutex::default(),
+            refreshers: Mutex::default(),
         }
+    }
+
+    /// Runs `refresh` before every rendering.
+    pub fn refresh_with(&self, refresh: Refresher) {
+        self.refreshers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(refresh);
     }
 
     /// Reports the requests counted for `cluster` from now on.
@@ -170,8 +224,8 @@ impl Metrics {
             .push((cluster.to_string(), requests));
     }
 
-    /// Records the outcome of a pass on one replica.
-    pub fn record_report(&self, report: &Report, drifted: usize) {
+    /// Records the outcome of a full pass on one replica, `drifted` objects left out of step.
+    pub fn record_pass(&self, report: &Report, drifted: usize) {
         let replica = report.replica.as_str();
         self.drifted
             .with_label_values(&[replica])
@@ -179,11 +233,31 @@ impl Metrics {
         self.reachable
             .with_label_values(&[replica])
             .set(i64::from(report.error.is_none()));
-        if report.error.is_none() && report.failed == 0 {
+        let gauge = |g: &IntGaugeVec, n: usize| {
+            g.with_label_values(&[replica])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        gauge(&self.prunes_held, report.held);
+        gauge(&self.prunes_delayed, report.delayed);
+        if report.succeeded() {
             self.last_success
                 .with_label_values(&[replica])
                 .set(jiff::Timestamp::now().as_second());
         }
+    }
+
+    /// The value of a per-replica gauge, `None` when nothing set it in this process.
+    pub fn replica_gauge(&self, gauge: &IntGaugeVec, replica: &str) -> Option<i64> {
+        use prometheus::core::Collector;
+        gauge.collect().iter().find_map(|family| {
+            family.get_metric().iter().find_map(|metric| {
+                let labelled = metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "replica" && l.value() == replica);
+                labelled.then(|| metric.get_gauge().get_value() as i64)
+            })
+        })
     }
 
     /// Records one HTTP request. `route` is the route's pattern (a bounded set), or `unmatched`.
@@ -199,6 +273,14 @@ impl Metrics {
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         use std::sync::atomic::Ordering;
+        for refresh in self
+            .refreshers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            refresh(self);
+        }
         // The clusters count in atomics of their own; the counters catch up at each scrape.
         // The lock keeps two scrapes from adding the same requests twice.
         for (cluster, requests) in self
@@ -242,7 +324,7 @@ mod tests {
             .with_label_values(&["r"])
             .observe(0.02);
         metrics.pass_seconds.observe(0.3);
-        metrics.record_report(
+        metrics.record_pass(
             &Report {
                 replica: "r".into(),
                 ..Report::default()

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::kinds::{Kind, KindSet};
+use crate::snapshot::ObjectRef;
 
 /// An object that is never synced, whatever the flags say.
 #[derive(Debug)]
@@ -102,6 +103,24 @@ impl Scope {
         Ok(())
     }
 
+    /// This scope cut down to what `objects` need: their kinds, in their namespaces (one LIST
+    /// of each kind in each), `kube-*` ones included when one of them is in one. For passes
+    /// about a few recorded objects (a retry, a release of held prunes).
+    pub fn narrowed<'r>(&self, objects: impl IntoIterator<Item = &'r ObjectRef>) -> Scope {
+        let mut kinds = Vec::new();
+        let mut namespaces = BTreeSet::new();
+        for object in objects {
+            kinds.push(object.kind);
+            namespaces.insert(object.namespace.clone());
+        }
+        Scope {
+            kinds: KindSet::of(kinds),
+            allow_sensitive_namespaces: self.allow_sensitive_namespaces
+                || namespaces.iter().any(|ns| is_sensitive_namespace(ns)),
+            namespaces: Some(namespaces),
+        }
+    }
+
     /// Whether an object of `kind` in `namespace` is synced.
     pub fn admits(&self, kind: &Kind, namespace: &str, object: &Value) -> Result<(), Skip> {
         if !self.kinds.contains(kind) {
@@ -194,5 +213,33 @@ mod tests {
             Err(Skip::SensitiveNamespace)
         );
         assert_eq!(scope.admits(cm, "shop", &configmap("x")), Err(Skip::Kind));
+    }
+
+    #[test]
+    fn narrows_to_the_kinds_and_namespaces_of_some_objects() {
+        let object = |plural, namespace: &str| ObjectRef {
+            kind: by_plural(plural).unwrap(),
+            namespace: namespace.into(),
+            name: "x".into(),
+        };
+        let narrowed = Scope::default().narrowed(&[
+            object("secrets", "shop"),
+            object("configmaps", "kube-system"),
+        ]);
+        let kinds: Vec<_> = narrowed.kinds.iter().map(|k| k.plural).collect();
+        assert_eq!(kinds, ["configmaps", "secrets"]);
+        assert_eq!(
+            narrowed.namespaces,
+            Some(["kube-system".to_string(), "shop".to_string()].into())
+        );
+        assert!(
+            narrowed.allow_sensitive_namespaces,
+            "a recorded kube-* object is in scope"
+        );
+        assert!(
+            !Scope::default()
+                .narrowed(&[object("secrets", "shop")])
+                .allow_sensitive_namespaces
+        );
     }
 }

@@ -102,6 +102,9 @@ pub struct Entry {
 pub struct Snapshot {
     /// The name objects applied from this source carry in their source annotation.
     pub source: String,
+    /// Other names this source's objects may carry, written before its name changed (the
+    /// kubeconfig file stem that named a cluster before its own identity did).
+    pub aliases: Vec<String>,
     /// The objects, by reference.
     pub objects: BTreeMap<ObjectRef, Entry>,
     /// Namespaces seen in scope, including empty ones a cluster listed.
@@ -159,6 +162,11 @@ impl Snapshot {
             snapshot.add(object, scope)?;
         }
         Ok(snapshot)
+    }
+
+    /// Whether an object k8s-sync applied came from this source (under its name or an alias).
+    pub fn owns(&self, applied: &Applied) -> bool {
+        applied.source == self.source || self.aliases.contains(&applied.source)
     }
 
     /// Records a namespace the source has, whether or not it holds synced objects.

@@ -476,12 +476,15 @@ fn a_snapshot_is_a_valid_source() {
             "{out}: {run}"
         );
     }
-    // The snapshot keeps the source's name, so a replica's managed objects still count as its.
+    // The snapshot keeps the source's name (a directory's path) and the name its objects
+    // carried before (the directory's own), so a replica's managed objects still count as its.
     let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("clear/manifest.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(manifest["source"], "primary");
+    let path = primary.canonicalize().unwrap().display().to_string();
+    assert_eq!(manifest["source"], path.as_str());
+    assert_eq!(manifest["aliases"], serde_json::json!(["primary"]));
 }
 
 #[test]

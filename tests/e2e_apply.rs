@@ -90,6 +90,9 @@ async fn a_fresh_replica_gets_every_kind_and_a_second_pass_writes_nothing() {
     );
     run.expect_code(0);
     let json = run.json();
+    // Objects are named after the primary cluster itself, however it was reached.
+    let identity = env.identity("primary").await;
+    assert_eq!(json["primary"], identity.as_str(), "{run}");
     for replica in ["replica-1", "replica-2"] {
         let report = replica_report(&json, replica);
         assert_eq!(
@@ -110,7 +113,11 @@ async fn a_fresh_replica_gets_every_kind_and_a_second_pass_writes_nothing() {
                 .await
                 .unwrap_or_else(|| panic!("{replica} lacks {plural}/{name}"));
             let annotations = &object["metadata"]["annotations"];
-            assert_eq!(annotations["k8s-sync.io/source"], "primary", "{object}");
+            assert_eq!(
+                annotations["k8s-sync.io/source"],
+                identity.as_str(),
+                "{object}"
+            );
             assert!(
                 annotations["k8s-sync.io/change-key"]
                     .as_str()
@@ -597,6 +604,6 @@ async fn no_adopt_leaves_a_differing_replica_object_alone() {
     assert_eq!(object["data"]["owner"], "primary", "adopted by default");
     assert_eq!(
         object["metadata"]["annotations"]["k8s-sync.io/source"],
-        "primary"
+        env.identity("primary").await.as_str()
     );
 }

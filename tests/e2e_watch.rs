@@ -258,7 +258,8 @@ async fn watch_serves_readiness_watcher_states_and_metrics() {
     api.login_as("admin", ADMIN_PASSWORD);
     let status = api.get("/api/status").json();
     assert_eq!(
-        status["watchers"]["primary/configmaps"]["state"], "running",
+        status["watchers"][format!("primary/configmaps/{ns}")]["state"],
+        "running",
         "{status}"
     );
     assert_eq!(
@@ -288,7 +289,7 @@ async fn watch_serves_readiness_watcher_states_and_metrics() {
     assert_eq!(
         metric(
             &metrics,
-            "k8s_sync_watcher_running{watcher=\"primary/configmaps\"}"
+            &format!("k8s_sync_watcher_running{{watcher=\"primary/configmaps/{ns}\"}}")
         ),
         1.0,
         "{metrics}"

@@ -102,7 +102,7 @@ async fn gives_up_after_the_last_attempt() {
 
 #[tokio::test]
 async fn a_write_is_retried_and_its_attempts_recorded_in_its_job() {
-    use k8s_sync::apply::{self, ApplyOptions, Silent, Sinks};
+    use k8s_sync::apply::{self, ApplyOptions, Journal, Silent};
     use k8s_sync::diff::{Plan, PlanOptions};
     use k8s_sync::snapshot::{RawObject, Snapshot};
     use k8s_sync::store::{JobFilter, Status, Store};
@@ -124,10 +124,11 @@ async fn a_write_is_retried_and_its_attempts_recorded_in_its_job() {
     let plan = Plan::new("r", &desired, &live, PlanOptions::default());
     let store = Store::in_memory().unwrap();
     let metrics = k8s_sync::metrics::Metrics::new();
-    let sinks = Sinks {
+    let journal = Journal {
         store: &store,
         metrics: &metrics,
         progress: &Silent,
+        pass_options: None,
     };
     let options = ApplyOptions {
         retry: k8s_sync::retry::RetryPolicy {
@@ -138,7 +139,7 @@ async fn a_write_is_retried_and_its_attempts_recorded_in_its_job() {
         ..ApplyOptions::default()
     };
     let started = Instant::now();
-    let report = apply::apply(&cluster, &plan, &desired, &live, sinks, &options)
+    let report = apply::apply(&cluster, &plan, &desired, &live, journal, &options)
         .await
         .unwrap();
     assert_eq!((report.created, report.failed), (1, 0));

@@ -3,7 +3,8 @@
 //!
 //! [`Server`] runs tiny_http with a few worker threads that share one [`Api`]: the job database,
 //! the process's metrics, the authenticator and, when the process has a primary and replicas,
-//! their [`PassContext`]. Async work (status probes, retries) runs on the tokio runtime whose
+//! what drives passes over them ([`Driver`]): the endpoints of `serve`, or the running watch.
+//! Async work (status probes, retries, releases) runs on the tokio runtime whose
 //! [`Handle`](tokio::runtime::Handle) the API was given; the worker threads are not runtime
 //! threads, so they may block on it. Routes are data: [`routes()`].
 
@@ -20,25 +21,22 @@ pub use auth::Authenticator;
 pub use http::{Method, Reply, Request};
 pub use routes::{Route, routes};
 pub use server::{DRAIN_LIMIT, SHUTDOWN_GRACE, Server, WORKERS};
-pub use status::PassContext;
+pub use status::{Driver, PassContext};
 
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Says whether the process is ready for traffic (`/readyz`), beyond the database answering.
-pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// Reports the state of a process's watchers for `/api/status` (watch mode).
-pub type Watchers = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Says whether the process is in step (`/readyz`), beyond the database answering; `Err` says
+/// why not.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// Everything the handlers share.
 pub struct Api {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     auth: Authenticator,
-    pass: Option<PassContext>,
+    driver: Option<Driver>,
     readiness: Readiness,
-    watchers: Option<Watchers>,
     runtime: tokio::runtime::Handle,
     probes: status::ProbeCache,
     dashboard: routes::DashboardCache,
@@ -57,9 +55,8 @@ impl Api {
             store,
             metrics,
             auth,
-            pass: None,
-            readiness: Arc::new(|| true),
-            watchers: None,
+            driver: None,
+            readiness: Arc::new(|| Ok(())),
             runtime,
             probes: status::ProbeCache::default(),
             dashboard: routes::DashboardCache::default(),
@@ -67,21 +64,16 @@ impl Api {
         }
     }
 
-    /// Adds the primary and replicas, for `/api/status` and `/retry`.
-    pub fn with_pass(mut self, pass: PassContext) -> Self {
-        self.pass = Some(pass);
+    /// Adds what drives passes over the primary and replicas, for `/api/status`, `/retry` and
+    /// `/api/prunes/release`.
+    pub fn with_driver(mut self, driver: Driver) -> Self {
+        self.driver = Some(driver);
         self
     }
 
     /// Adds a readiness condition to `/readyz` (default: ready once the database answers).
     pub fn with_readiness(mut self, readiness: Readiness) -> Self {
         self.readiness = readiness;
-        self
-    }
-
-    /// Adds the watchers' states to `/api/status`.
-    pub fn with_watchers(mut self, watchers: Watchers) -> Self {
-        self.watchers = Some(watchers);
         self
     }
 
@@ -92,11 +84,14 @@ impl Api {
     }
 
     /// The replicas the dashboard breaks counts down by.
-    fn replica_names(&self) -> Vec<&String> {
-        self.pass
-            .iter()
-            .flat_map(|p| p.replicas.iter().map(|r| &r.name))
-            .collect()
+    fn replica_names(&self) -> Vec<String> {
+        match &self.driver {
+            None => Vec::new(),
+            Some(Driver::Endpoints(context)) => {
+                context.replicas.iter().map(|r| r.name.clone()).collect()
+            }
+            Some(Driver::Watch(watch)) => watch.replica_names(),
+        }
     }
 
     /// Answers one request.
@@ -173,10 +168,19 @@ mod tests {
         );
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
-        let api = api(&runtime).with_readiness(Arc::new(move || flag.load(Ordering::SeqCst)));
+        let api = api(&runtime).with_readiness(Arc::new(move || {
+            if flag.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("the first full pass is not done".into())
+            }
+        }));
         let reply = get(&api, "/readyz");
         assert_eq!(reply.status, 503);
-        assert_eq!(reply.body_json()["error"], "not ready");
+        assert_eq!(
+            reply.body_json()["error"],
+            "not ready: the first full pass is not done"
+        );
         ready.store(true, Ordering::SeqCst);
         assert_eq!(get(&api, "/readyz").status, 200);
         assert_eq!(get(&api, "/healthz").status, 200);
@@ -209,6 +213,7 @@ mod tests {
             operation: crate::store::Operation::Apply,
             change_key: "sha256:1",
             action: "create",
+            options: None,
         };
         api.store.begin(&job).unwrap();
         let counted = Instant::now();

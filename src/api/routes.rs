@@ -49,6 +49,7 @@ static ROUTES: &[Route] = &[
     route(Method::Get, "/api/jobs/{id}", true, get_job),
     route(Method::Get, "/retry", true, retry),
     route(Method::Post, "/retry", true, retry),
+    route(Method::Post, "/api/prunes/release", true, release),
     route(Method::Get, "/metrics", false, metrics),
     route(Method::Get, "/healthz", false, |_, _| {
         Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
@@ -272,11 +273,7 @@ fn delete_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 /// A job as the API shows it: a Secret's change key is hidden, since a hash of a weak Secret
 /// value can be reversed by guessing.
 pub(crate) fn job_json(job: &Job) -> Value {
-    let mut value = serde_json::to_value(job).expect("jobs serialize");
-    if job.kind == "Secret" {
-        value["change_key"] = Value::Null;
-    }
-    value
+    job.shown()
 }
 
 fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
@@ -286,7 +283,9 @@ fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
             Failure::new(
                 400,
-                format!("status {text:?}: expected pending, running, succeeded or failed"),
+                format!(
+                    "status {text:?}: expected pending, running, succeeded, failed, held, delayed or cancelled"
+                ),
             )
         })?),
     };
@@ -338,6 +337,17 @@ fn retry(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     status::retry(api, id, replica)
 }
 
+fn release(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let replica = call
+        .request
+        .param("replica")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Failure::new(400, "missing query parameter replica"))?
+        .to_string();
+    let caller = call.caller.as_ref().expect("an authenticated route");
+    status::release(api, &replica, &format!("api ({})", caller.user))
+}
+
 fn metrics(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     Ok(Reply::text(
         200,
@@ -351,8 +361,8 @@ fn readyz(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     if let Err(e) = api.store.job(0) {
         return Err(Failure::new(503, format!("not ready: {e}")));
     }
-    if !(api.readiness)() {
-        return Err(Failure::new(503, "not ready"));
+    if let Err(reason) = (api.readiness)() {
+        return Err(Failure::new(503, format!("not ready: {reason}")));
     }
     Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
 }
@@ -432,6 +442,8 @@ mod tests {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            due_at: None,
+            options: None,
         };
         assert_eq!(job_json(&job("Secret"))["change_key"], Value::Null);
         assert_eq!(job_json(&job("ConfigMap"))["change_key"], "sha256:abc");

@@ -1,22 +1,33 @@
-//! What the API knows of the clusters: `/api/status` (each endpoint reachable or not, its server
-//! version, drift) and `/retry` (re-running one failed job in this process).
+//! What the API knows of the clusters and does with them: `/api/status` (each endpoint
+//! reachable or not, its server version, drift), `/retry` (re-running one failed job in this
+//! process) and `/api/prunes/release`.
 
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::core::Collector;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Api;
 use super::http::{Failure, Reply};
 use super::routes::job_json;
-use crate::apply::{Silent, Sinks};
+use crate::apply::{Journal, Silent};
 use crate::endpoint::{Connected, Endpoint, Location};
-use crate::kinds::KINDS;
-use crate::pass::{self, PassOptions};
+use crate::pass::{self, Focus, PassOptions, RecordedOptions, job_object};
+use crate::report::Report;
 use crate::snapshot::ObjectRef;
-use crate::store::Status;
+use crate::store::{Job, JobFilter, Status, Store};
+use crate::watch::{Refusal, Watch};
+
+/// What runs passes for the API.
+#[derive(Clone)]
+pub enum Driver {
+    /// `serve` with `--primary` and replicas: each operation lists the primary anew.
+    Endpoints(Box<PassContext>),
+    /// `watch`: operations run against its primary state, on its replicas.
+    Watch(Arc<Watch>),
+}
 
 /// How long one endpoint may take to answer `/api/status`.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -87,23 +98,12 @@ fn kind_of(endpoint: &Endpoint) -> &'static str {
     }
 }
 
-/// The value of a per-replica gauge, `None` when no pass of this process set it.
-fn gauge_value(gauge: &prometheus::IntGaugeVec, replica: &str) -> Option<i64> {
-    gauge.collect().iter().find_map(|family| {
-        family.get_metric().iter().find_map(|metric| {
-            let labelled = metric
-                .get_label()
-                .iter()
-                .any(|l| l.name() == "replica" && l.value() == replica);
-            labelled.then(|| metric.get_gauge().get_value() as i64)
-        })
-    })
-}
-
 /// `GET /api/status`.
 pub(crate) fn status(api: &Api) -> Result<Reply, Failure> {
-    let Some(context) = &api.pass else {
-        return Ok(Reply::json(200, &json!({"primary": null, "replicas": []})));
+    let context = match &api.driver {
+        None => return Ok(Reply::json(200, &json!({"primary": null, "replicas": []}))),
+        Some(Driver::Watch(watch)) => return Ok(Reply::json(200, &watch.status())),
+        Some(Driver::Endpoints(context)) => context,
     };
     let probes = {
         let mut cache = api.probes.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,7 +134,9 @@ pub(crate) fn status(api: &Api) -> Result<Reply, Failure> {
         .iter()
         .zip(probes)
         .map(|(replica, probe)| {
-            let last_success = gauge_value(&api.metrics.last_success, &replica.name)
+            let last_success = api
+                .metrics
+                .replica_gauge(&api.metrics.last_success, &replica.name)
                 .and_then(|s| jiff::Timestamp::from_second(s).ok())
                 .map(|t| t.to_string());
             json!({
@@ -143,16 +145,15 @@ pub(crate) fn status(api: &Api) -> Result<Reply, Failure> {
                 "reachable": probe.reachable,
                 "version": probe.version,
                 "error": probe.error,
-                "drifted": gauge_value(&api.metrics.drifted, &replica.name),
+                "drifted": api.metrics.replica_gauge(&api.metrics.drifted, &replica.name),
                 "last_success": last_success,
             })
         })
         .collect();
-    let mut body = json!({"primary": primary, "replicas": replicas});
-    if let Some(watchers) = &api.watchers {
-        body["watchers"] = watchers();
-    }
-    Ok(Reply::json(200, &body))
+    Ok(Reply::json(
+        200,
+        &json!({"primary": primary, "replicas": replicas}),
+    ))
 }
 
 /// `GET|POST /retry?jobid=ID[&replica=NAME]`: re-runs a failed job against its replica in
@@ -179,47 +180,123 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
             ),
         ));
     }
-    let Some(context) = &api.pass else {
+    let report = match &api.driver {
+        None => {
+            return Err(Failure::new(
+                409,
+                "this server was started without --primary and replicas: it cannot retry jobs",
+            ));
+        }
+        Some(Driver::Watch(watch)) => api
+            .runtime
+            .block_on(async { tokio::time::timeout(RETRY_TIMEOUT, watch.retry(&job)).await })
+            .map_err(|_| Failure::new(504, format!("job {id}: retry took over {RETRY_TIMEOUT:?}")))?
+            .map_err(refused)?,
+        Some(Driver::Endpoints(context)) => {
+            let only = job_object(&job)
+                .ok_or_else(|| Failure::new(409, format!("job {id}: unknown kind {}", job.kind)))?;
+            let recorded = RecordedOptions::of(&job);
+            one_shot(
+                api,
+                context,
+                &job.replica,
+                BTreeSet::from([only]),
+                recorded,
+                false,
+            )?
+        }
+    };
+    let job = api.store.job(id)?.expect("jobs are never deleted");
+    Ok(Reply::json(
+        200,
+        &json!({"job": job_json(&job), "report": report}),
+    ))
+}
+
+/// `POST /api/prunes/release?replica=NAME`: prunes the objects whose prunes are held on the
+/// replica and are still gone from the primary, past the limit; the release is recorded.
+pub(crate) fn release(api: &Api, replica: &str, by: &str) -> Result<Reply, Failure> {
+    let report = match &api.driver {
+        None => {
+            return Err(Failure::new(
+                409,
+                "this server was started without --primary and replicas: it cannot prune",
+            ));
+        }
+        Some(Driver::Watch(watch)) => api
+            .runtime
+            .block_on(async {
+                tokio::time::timeout(RETRY_TIMEOUT, watch.release(replica, by)).await
+            })
+            .map_err(|_| Failure::new(504, format!("the release took over {RETRY_TIMEOUT:?}")))?
+            .map_err(refused)?,
+        Some(Driver::Endpoints(context)) => {
+            let held = held_jobs(&api.store, replica)?;
+            let objects: BTreeSet<ObjectRef> = held.iter().filter_map(job_object).collect();
+            if objects.is_empty() {
+                Report {
+                    replica: replica.to_string(),
+                    ..Report::default()
+                }
+            } else {
+                api.store.record_release(replica, by, objects.len())?;
+                let recorded = held.iter().find_map(RecordedOptions::of);
+                one_shot(api, context, replica, objects, recorded, true)?
+            }
+        }
+    };
+    Ok(Reply::json(
+        200,
+        &json!({"replica": replica, "report": report}),
+    ))
+}
+
+fn held_jobs(store: &Store, replica: &str) -> Result<Vec<Job>, Failure> {
+    Ok(store.jobs(&JobFilter {
+        status: Some(Status::Held),
+        replica: Some(replica.to_string()),
+        limit: None,
+    })?)
+}
+
+fn refused(refusal: Refusal) -> Failure {
+    match refusal {
+        Refusal::NotHere(message) => Failure::new(409, message),
+        Refusal::NotAuthoritative(reason) => Failure::new(
+            503,
+            format!("the primary's state may not drive writes now: {reason}; the work waits"),
+        ),
+        Refusal::Store(error) => error.into(),
+    }
+}
+
+/// A one-shot pass of `replica` about `objects`: lists the primary's state of them anew (an
+/// authoritative listing) and runs the one path, with a job's recorded options when given.
+fn one_shot(
+    api: &Api,
+    context: &PassContext,
+    replica: &str,
+    objects: BTreeSet<ObjectRef>,
+    recorded: Option<RecordedOptions>,
+    force_prune: bool,
+) -> Result<Report, Failure> {
+    let Some(endpoint) = context.replicas.iter().find(|r| r.name == replica) else {
         return Err(Failure::new(
             409,
-            "this server was started without --primary and replicas: it cannot retry jobs",
+            format!("replica {replica:?} is not among this server's replicas"),
         ));
     };
-    let Some(endpoint) = context.replicas.iter().find(|r| r.name == job.replica) else {
-        return Err(Failure::new(
-            409,
-            format!(
-                "job {id}: replica {:?} is not among this server's replicas",
-                job.replica
-            ),
-        ));
-    };
-    let Some(kind) = KINDS.iter().find(|k| k.kind == job.kind) else {
-        return Err(Failure::new(
-            409,
-            format!("job {id}: unknown kind {}", job.kind),
-        ));
-    };
-    // Narrow the pass to the job's object: one LIST of its kind in its namespace.
     let mut options = context.options.clone();
-    options.scope.kinds = kind.plural.parse().expect("plurals parse");
-    options.scope.namespaces = Some([job.namespace.clone()].into());
-    options.scope.allow_sensitive_namespaces |=
-        crate::scope::is_sensitive_namespace(&job.namespace);
-    let only = ObjectRef {
-        kind,
-        namespace: job.namespace.clone(),
-        name: job.name.clone(),
-    };
-    let sinks = Sinks {
-        store: &api.store,
-        metrics: &api.metrics,
-        progress: &Silent,
-    };
+    if let Some(recorded) = &recorded {
+        options = options.with_recorded(recorded);
+    }
+    options.prune.force = force_prune;
+    // Narrow the pass to the objects: one LIST of each kind in each of their namespaces.
+    options.scope = options.scope.narrowed(&objects);
     let run = async {
         let mut desired = context
             .primary
-            .snapshot(&options.scope)
+            .source_snapshot(&options.scope)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -233,29 +310,36 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
             })?;
         if let Some(name) = &context.source_name {
             desired.source = name.clone();
+            desired.aliases.clear();
         }
-        pass::sync_replica(endpoint, &desired, &options, sinks, Some(&only))
-            .await
-            .map_err(Failure::from)
+        if let Some(recorded) = &recorded {
+            recorded.name(&mut desired);
+        }
+        let recorded_json = options.recorded(&desired);
+        let journal = Journal {
+            store: &api.store,
+            metrics: &api.metrics,
+            progress: &Silent,
+            pass_options: Some(&recorded_json),
+        };
+        pass::sync_replica(
+            endpoint,
+            &desired,
+            &options,
+            journal,
+            Focus::Objects(&objects),
+        )
+        .await
+        .map_err(Failure::from)
     };
-    let report = api
-        .runtime
+    api.runtime
         // The timer is made inside the runtime: this thread is not one of its threads.
         .block_on(async { tokio::time::timeout(RETRY_TIMEOUT, run).await })
-        .map_err(|_| Failure::new(504, format!("job {id}: retry took over {RETRY_TIMEOUT:?}")))??;
-    let job = api.store.job(id)?.expect("jobs are never deleted");
-    Ok(Reply::json(
-        200,
-        &json!({"job": job_json(&job), "report": report}),
-    ))
+        .map_err(|_| Failure::new(504, format!("the pass took over {RETRY_TIMEOUT:?}")))?
 }
 
-/// The options of a pass run from the API when the command line gave none: every kind and
-/// namespace, adoption and pruning on, default retries.
+/// The options of a pass run from the API when the job recorded none: every kind and
+/// namespace, adoption and pruning on, default retries and prune limits.
 pub fn default_options() -> PassOptions {
-    PassOptions {
-        scope: crate::scope::Scope::default(),
-        plan: crate::diff::PlanOptions::default(),
-        apply: crate::apply::ApplyOptions::default(),
-    }
+    PassOptions::default()
 }

@@ -1,44 +1,30 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use k8s_sync::apply::{ApplyOptions, Report, Sinks};
+use k8s_sync::apply::Journal;
 use k8s_sync::archive;
-use k8s_sync::diff::PlanOptions;
 use k8s_sync::metrics::Metrics;
-use k8s_sync::pass::{self, PassOptions};
-use k8s_sync::retry::RetryPolicy;
+use k8s_sync::pass;
+use k8s_sync::report::Report;
 use serde_json::json;
 
 use super::Output;
-use super::diff::{endpoints, source_snapshot};
+use super::context::{endpoints, pass_options, source_snapshot};
 use super::progress::{Reporter, summary};
-use crate::cli::{ApplyArgs, Format, PassArgs, RunArgs};
-
-/// Pass options from the command line.
-pub fn pass_options(pass: &PassArgs, run: &RunArgs) -> PassOptions {
-    PassOptions {
-        scope: pass.scope.scope(),
-        plan: PlanOptions {
-            adopt: !pass.no_adopt,
-            prune: !pass.no_prune,
-        },
-        apply: ApplyOptions {
-            workers: run.worker_count.into(),
-            dry_run: run.dry_run,
-            recreate: run.recreate,
-            retry: RetryPolicy {
-                attempts: run.attempts,
-                ..RetryPolicy::default()
-            },
-        },
-    }
-}
+use crate::cli::{ApplyArgs, Format};
 
 pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> {
-    let options = pass_options(&args.pass, &args.run);
+    let options = pass_options(&args.pass, Some(&args.run), args.force_prune);
     let (primary, replicas) = endpoints(&args.pass)?;
     let store = super::open_store(&args.run.db)?;
-    let desired = source_snapshot(&primary, &args.pass, &options.scope).await?;
+    let settled = store.settle_abandoned()?;
+    if settled > 0 {
+        output.note(format_args!(
+            "{settled} job(s) left running by a process that is gone are pending again"
+        ));
+    }
+    let desired =
+        source_snapshot(&primary, args.pass.source_name.as_deref(), &options.scope).await?;
     if let Some(root) = &args.archive {
         match archive::write_if_changed(&desired, root)
             .with_context(|| format!("archiving to {}", root.display()))?
@@ -59,30 +45,42 @@ pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> 
     let names: Vec<String> = replicas.iter().map(|r| r.name.clone()).collect();
     let reporter = Reporter::new(output, &names);
     let metrics = Metrics::new();
-    let sinks = Sinks {
+    let recorded = options.recorded(&desired);
+    let journal = Journal {
         store: &store,
         metrics: &metrics,
         progress: &reporter,
+        pass_options: Some(&recorded),
     };
     let timer = metrics.pass_seconds.start_timer();
     let passes = replicas
         .iter()
-        .map(|replica| pass::sync_replica(replica, &desired, &options, sinks, None));
+        .map(|replica| pass::sync_replica(replica, &desired, &options, journal, pass::Focus::All));
     let results = futures::future::join_all(passes).await;
     timer.observe_duration();
     let reports: Vec<Report> = results.into_iter().collect::<Result<_, _>>()?;
 
     let failed: usize = reports.iter().map(|r| r.failed).sum();
     let conflicts: usize = reports.iter().map(|r| r.conflicts).sum();
-    let applied: usize = reports
-        .iter()
-        .map(|r| r.created + r.updated + r.recreated + r.pruned)
-        .sum();
-    store.finish_pass(pass_id, applied + failed + conflicts, applied, failed)?;
+    let held: usize = reports.iter().map(|r| r.held).sum();
+    let applied: usize = reports.iter().map(Report::applied).sum();
+    store.finish_pass(
+        pass_id,
+        applied + failed + conflicts + held,
+        applied,
+        failed,
+    )?;
     match output.format {
         Format::Text => {
             for report in &reports {
                 output.note(summary(report));
+            }
+            if held > 0 {
+                output.note(format_args!(
+                    "{held} prune(s) held over --max-prune {}: see `k8s-sync jobs list --status held`; \
+                     `k8s-sync jobs release REPLICA` or `apply --force-prune` prunes them",
+                    options.prune.max
+                ));
             }
         }
         Format::Json => {
@@ -95,7 +93,7 @@ pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> 
             println!("{}", serde_json::to_string_pretty(&document)?);
         }
     }
-    Ok(if failed + conflicts > 0 {
+    Ok(if failed + conflicts + held > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

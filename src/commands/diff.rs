@@ -1,71 +1,29 @@
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_sync::diff::render::{self, PlanView, TextOptions};
-use k8s_sync::diff::{Plan, PlanOptions};
-use k8s_sync::endpoint::Endpoint;
+use k8s_sync::pass::{self, Safety};
+use k8s_sync::safety::{self, PruneBudget};
+use k8s_sync::store::Store;
 use serde_json::json;
 
+use super::context::{endpoints, pass_options, source_snapshot};
 use super::{Output, report_skipped};
-use crate::cli::{DiffArgs, Format, PassArgs};
-
-/// The source and replicas named on the command line, replicas' names unique.
-pub fn endpoints(args: &PassArgs) -> anyhow::Result<(Endpoint, Vec<Endpoint>)> {
-    let primary = Endpoint::parse(&args.primary).context("primary")?;
-    let mut replicas = Vec::new();
-    for spec in &args.replica {
-        replicas.push(Endpoint::parse(spec).context("replica")?);
-    }
-    if let Some(dir) = &args.replica_dir {
-        replicas.extend(Endpoint::all_in(dir).context("--replica-dir")?);
-    }
-    if replicas.is_empty() {
-        bail!(
-            "no replicas: give --replica or --replica-dir (a directory holding replica kubeconfigs)"
-        );
-    }
-    let mut names = BTreeSet::new();
-    for replica in &replicas {
-        if !names.insert(&replica.name) {
-            bail!(
-                "two replicas are named {:?}; name one with --replica NAME=PATH",
-                replica.name
-            );
-        }
-    }
-    Ok((primary, replicas))
-}
-
-/// The primary's snapshot, named as `--source-name` says.
-pub async fn source_snapshot(
-    primary: &Endpoint,
-    args: &PassArgs,
-    scope: &k8s_sync::scope::Scope,
-) -> anyhow::Result<k8s_sync::snapshot::Snapshot> {
-    let mut snapshot = primary
-        .snapshot(scope)
-        .await
-        .with_context(|| format!("primary {}", primary.name))?;
-    if let Some(name) = &args.source_name {
-        snapshot.source = name.clone();
-    }
-    Ok(snapshot)
-}
+use crate::cli::{DiffArgs, Format};
 
 pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let pass = &args.pass;
-    let scope = pass.scope.scope();
-    let options = PlanOptions {
-        adopt: !pass.no_adopt,
-        prune: !pass.no_prune,
-    };
+    let options = pass_options(pass, None, false);
+    let scope = &options.scope;
     let (primary, replicas) = endpoints(pass)?;
+    // Held and delayed prunes are recorded by earlier passes; a diff only reads them.
+    let store = Store::open_existing(&args.db)
+        .with_context(|| format!("reading job database {}", args.db.display()))?;
     // The source and every replica are read at once.
     let (desired, lives) = tokio::join!(
-        source_snapshot(&primary, pass, &scope),
-        futures::future::join_all(replicas.iter().map(|r| r.snapshot(&scope)))
+        source_snapshot(&primary, pass.source_name.as_deref(), scope),
+        futures::future::join_all(replicas.iter().map(|r| r.snapshot(scope)))
     );
     let desired = desired?;
     report_skipped(output, "primary", &desired);
@@ -85,7 +43,21 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
             }
         };
         report_skipped(output, &replica.name, &live);
-        let plan = Plan::new(&replica.name, &desired, &live, options);
+        let budget = PruneBudget::default();
+        let safety = Safety {
+            authority: &safety::listed_in_full,
+            budget: &budget,
+            managed: None,
+        };
+        let (plan, _) = pass::plan(
+            &replica.name,
+            &desired,
+            &live,
+            &options,
+            pass::Focus::All,
+            safety,
+            store.as_ref(),
+        )?;
         drift |= plan.summary.drift() > 0;
         match output.format {
             Format::Text => {

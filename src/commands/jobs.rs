@@ -1,17 +1,17 @@
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use k8s_sync::kinds::KINDS;
-use k8s_sync::pass;
-use k8s_sync::snapshot::ObjectRef;
+use k8s_sync::apply::Journal;
+use k8s_sync::metrics::Metrics;
+use k8s_sync::pass::{self, RecordedOptions, job_object};
 use k8s_sync::store::{Job, JobFilter, Status};
 
 use super::Output;
-use super::apply::pass_options;
-use super::diff::{endpoints, source_snapshot};
+use super::context::{endpoints, pass_options, source_snapshot};
 use super::open_store;
 use super::progress::{Reporter, summary};
-use crate::cli::{Format, JobsAction, JobsCommand};
+use crate::cli::{Format, JobsAction, JobsCommand, PassArgs, RunArgs};
 
 pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode> {
     match args.action {
@@ -31,58 +31,138 @@ pub async fn run(args: JobsCommand, output: &Output) -> anyhow::Result<ExitCode>
             print_jobs(&jobs, output)?;
             Ok(ExitCode::SUCCESS)
         }
-        JobsAction::Retry { id, pass, run } => {
-            let store = open_store(&run.db)?;
-            let Some(job) = store.job(id)? else {
-                bail!("job {id}: no such job in {}", run.db.path.display());
-            };
-            let (primary, replicas) = endpoints(&pass)?;
-            let Some(replica) = replicas.into_iter().find(|r| r.name == job.replica) else {
-                bail!(
-                    "job {id}: replica {:?} is not among the replicas given",
-                    job.replica
-                );
-            };
-            let kind = KINDS
-                .iter()
-                .find(|k| k.kind == job.kind)
-                .with_context(|| format!("job {id}: unknown kind {}", job.kind))?;
-            // Narrow the pass to the job's object: one LIST of its kind in its namespace.
-            let mut options = pass_options(&pass, &run);
-            options.scope.kinds = kind.plural.parse().expect("plurals parse");
-            options.scope.namespaces = Some([job.namespace.clone()].into());
-            options.scope.allow_sensitive_namespaces |=
-                k8s_sync::scope::is_sensitive_namespace(&job.namespace);
-            let desired = source_snapshot(&primary, &pass, &options.scope).await?;
-            let only = ObjectRef {
-                kind,
-                namespace: job.namespace.clone(),
-                name: job.name.clone(),
-            };
-            let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
-            let metrics = k8s_sync::metrics::Metrics::new();
-            let sinks = k8s_sync::apply::Sinks {
-                store: &store,
-                metrics: &metrics,
-                progress: &reporter,
-            };
-            let report =
-                pass::sync_replica(&replica, &desired, &options, sinks, Some(&only)).await?;
-            output.note(summary(&report));
-            let job = store.job(id)?.expect("jobs are never deleted");
-            print_jobs(std::slice::from_ref(&job), output)?;
-            Ok(match (report.failed, job.status) {
-                (0, Status::Succeeded) => ExitCode::SUCCESS,
-                // The primary moved on: this change is superseded, the new one was applied.
-                (0, _)
-                    if report.created + report.updated + report.recreated + report.pruned > 0 =>
-                {
-                    ExitCode::SUCCESS
-                }
-                _ => ExitCode::from(1),
-            })
-        }
+        JobsAction::Retry { id, pass, run } => retry(id, &pass, &run, output).await,
+        JobsAction::Release {
+            replica_name,
+            pass,
+            run,
+        } => release(&replica_name, &pass, &run, output).await,
     }
+}
+
+/// `jobs retry ID`: re-runs one job's change now, with the options of the pass that made it.
+async fn retry(
+    id: i64,
+    pass: &PassArgs,
+    run: &RunArgs,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&run.db)?;
+    store.settle_abandoned()?;
+    let Some(job) = store.job(id)? else {
+        bail!("job {id}: no such job in {}", run.db.path.display());
+    };
+    let (primary, replicas) = endpoints(pass)?;
+    let Some(replica) = replicas.into_iter().find(|r| r.name == job.replica) else {
+        bail!(
+            "job {id}: replica {:?} is not among the replicas given",
+            job.replica
+        );
+    };
+    let only = job_object(&job).with_context(|| format!("job {id}: unknown kind {}", job.kind))?;
+    let recorded = RecordedOptions::of(&job);
+    let mut options = pass_options(pass, Some(run), false);
+    if let Some(recorded) = &recorded {
+        options = options.with_recorded(recorded);
+    }
+    // Narrow the pass to the job's object: one LIST of its kind in its namespace.
+    options.scope = options.scope.narrowed([&only]);
+    let mut desired =
+        source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
+    if let Some(recorded) = &recorded {
+        recorded.name(&mut desired);
+    }
+    let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
+    let metrics = Metrics::new();
+    let recorded_json = options.recorded(&desired);
+    let journal = Journal {
+        store: &store,
+        metrics: &metrics,
+        progress: &reporter,
+        pass_options: Some(&recorded_json),
+    };
+    let focus = BTreeSet::from([only]);
+    let report = pass::sync_replica(
+        &replica,
+        &desired,
+        &options,
+        journal,
+        pass::Focus::Objects(&focus),
+    )
+    .await?;
+    output.note(summary(&report));
+    let job = store.job(id)?.expect("jobs are never deleted");
+    print_jobs(std::slice::from_ref(&job), output)?;
+    Ok(match (report.failed, job.status) {
+        (0, Status::Succeeded) => ExitCode::SUCCESS,
+        // The primary moved on: this change is superseded, the new one was applied.
+        (0, _) if report.applied() > 0 => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+/// `jobs release REPLICA`: prunes the objects whose prunes are held on one replica and are
+/// still gone from the primary, past `--max-prune`; records the release.
+async fn release(
+    replica_name: &str,
+    pass: &PassArgs,
+    run: &RunArgs,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&run.db)?;
+    store.settle_abandoned()?;
+    let (primary, replicas) = endpoints(pass)?;
+    let Some(replica) = replicas.into_iter().find(|r| r.name == replica_name) else {
+        bail!("replica {replica_name:?} is not among the replicas given");
+    };
+    let held = store.jobs(&JobFilter {
+        status: Some(Status::Held),
+        replica: Some(replica_name.to_string()),
+        limit: None,
+    })?;
+    let focus: BTreeSet<_> = held.iter().filter_map(job_object).collect();
+    if focus.is_empty() {
+        output.note(format_args!("{replica_name}: no prunes are held"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut options = pass_options(pass, Some(run), true);
+    if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
+        options = options.with_recorded(&recorded);
+    }
+    options.scope = options.scope.narrowed(&focus);
+    let mut desired =
+        source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
+    if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
+        recorded.name(&mut desired);
+    }
+    let by = format!(
+        "cli ({})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+    );
+    store.record_release(replica_name, &by, focus.len())?;
+    let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
+    let metrics = Metrics::new();
+    let recorded_json = options.recorded(&desired);
+    let journal = Journal {
+        store: &store,
+        metrics: &metrics,
+        progress: &reporter,
+        pass_options: Some(&recorded_json),
+    };
+    let report = pass::sync_replica(
+        &replica,
+        &desired,
+        &options,
+        journal,
+        pass::Focus::Objects(&focus),
+    )
+    .await?;
+    output.note(summary(&report));
+    Ok(if report.failed == 0 && report.error.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_jobs(jobs: &[Job], output: &Output) -> anyhow::Result<()> {
@@ -97,8 +177,13 @@ fn print_jobs(jobs: &[Job], output: &Output) -> anyhow::Result<()> {
                     "Secret" => "-",
                     _ => job.change_key.get(..19).unwrap_or(&job.change_key),
                 };
+                let due = job
+                    .due_at
+                    .as_deref()
+                    .map(|d| format!("  due: {d}"))
+                    .unwrap_or_default();
                 println!(
-                    "{:>6}  {:<10} {:<9} {:<8} {}/{}/{}  {}  attempts={}{}",
+                    "{:>6}  {:<10} {:<9} {:<8} {}/{}/{}  {}  attempts={}{due}{}",
                     job.id,
                     job.replica,
                     job.status.as_str(),

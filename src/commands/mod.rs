@@ -1,6 +1,7 @@
 //! What each command does, on top of the library.
 
 mod apply;
+mod context;
 mod diff;
 mod jobs;
 mod progress;
@@ -76,7 +77,6 @@ impl Output {
     }
 }
 
-/// Prints what a snapshot left out, with `--verbose`.
 /// Opens the job database named on the command line.
 fn open_store(db: &DbArgs) -> anyhow::Result<k8s_sync::store::Store> {
     use anyhow::Context;
@@ -84,6 +84,7 @@ fn open_store(db: &DbArgs) -> anyhow::Result<k8s_sync::store::Store> {
         .with_context(|| format!("opening job database {}", db.path.display()))
 }
 
+/// Prints what a snapshot left out, with `--verbose`.
 fn report_skipped(output: &Output, name: &str, snapshot: &k8s_sync::snapshot::Snapshot) {
     for (why, count) in &snapshot.skipped {
         output.detail(format_args!("{name}: skipped {count} ({why})"));

@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use k8s_sync::apply::{Done, Progress, Report};
+use k8s_sync::apply::{Done, Progress};
 use k8s_sync::diff::Change;
+use k8s_sync::report::Report;
 
 use super::Output;
 use k8s_sync::diff::render::Detail;
@@ -74,6 +75,9 @@ impl Progress for Reporter {
             (Err(_), _) => "failed",
             (Ok(Done::Recreated), _) => "recreated",
             (Ok(Done::Deleted), _) => "pruned",
+            (Ok(Done::Unvalidated), _) => {
+                "would create (not validated: its namespace does not exist yet)"
+            }
             (Ok(Done::Applied), k8s_sync::diff::Action::Create) => "created",
             (Ok(Done::Applied), _) => "updated",
         };
@@ -107,7 +111,7 @@ impl Progress for Reporter {
 
 /// The closing line for one replica.
 pub fn summary(report: &Report) -> String {
-    format!(
+    let mut line = format!(
         "{}: {} created, {} updated, {} recreated, {} pruned, {} unchanged, {} conflicts, {} failed in {:.1}s ({} writes)",
         report.replica,
         report.created,
@@ -119,5 +123,19 @@ pub fn summary(report: &Report) -> String {
         report.failed,
         report.duration_ms as f64 / 1000.0,
         report.writes,
-    )
+    );
+    for (count, what) in [
+        (report.held, "prunes held over --max-prune"),
+        (report.delayed, "prunes delayed"),
+        (report.kept, "PVCs kept"),
+        (
+            report.unvalidated,
+            "not validated (their namespaces do not exist yet)",
+        ),
+    ] {
+        if count > 0 {
+            line.push_str(&format!(", {count} {what}"));
+        }
+    }
+    line
 }

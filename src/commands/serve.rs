@@ -4,25 +4,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use k8s_sync::api::{self, Api, Authenticator, PassContext, Server, auth, status};
+use k8s_sync::api::{self, Api, Authenticator, Driver, PassContext, Server, auth, status};
 use k8s_sync::diff::render::Detail;
-use k8s_sync::kinds::KindSet;
-use k8s_sync::metrics::Metrics;
 use k8s_sync::store::Store;
 use tracing::info;
 
 use super::Output;
-use super::diff::endpoints;
 use super::signals::StopSignals;
-use crate::cli::{PassArgs, ScopeArgs, ServeArgs};
+use crate::cli::ServeArgs;
 
 pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&args.db)?;
+    store.settle_abandoned()?;
     let authenticator = authenticator(&store, args.server.token_ttl).await?;
     let pass = pass_context(&args)?;
     let mut service = Api::new(
         Arc::new(store),
-        Arc::new(Metrics::new()),
+        Arc::new(k8s_sync::metrics::Metrics::new()),
         authenticator,
         tokio::runtime::Handle::current(),
     )
@@ -30,7 +28,7 @@ pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
     if let Some(pass) = pass {
         let names: Vec<&str> = pass.replicas.iter().map(|r| r.name.as_str()).collect();
         info!(primary = %pass.primary.name, replicas = %names.join(","), "status and retries enabled");
-        service = service.with_pass(pass);
+        service = service.with_driver(Driver::Endpoints(Box::new(pass)));
     }
     let mut signals = StopSignals::listen()?;
     let listen = args.server.listen;
@@ -75,20 +73,8 @@ fn pass_context(args: &ServeArgs) -> anyhow::Result<Option<PassContext>> {
         }
         return Ok(None);
     };
-    let pass = PassArgs {
-        primary: primary.clone(),
-        replica: args.replica.clone(),
-        replica_dir: args.replica_dir.clone(),
-        source_name: args.source_name.clone(),
-        no_adopt: false,
-        no_prune: false,
-        scope: ScopeArgs {
-            sync_namespaces: Vec::new(),
-            allow_sensitive_namespaces: false,
-            kinds: KindSet::all(),
-        },
-    };
-    let (primary, replicas) = endpoints(&pass)?;
+    let (primary, replicas) =
+        super::context::endpoints_of(primary, &args.replica, args.replica_dir.as_deref())?;
     Ok(Some(PassContext {
         primary,
         replicas,

@@ -17,7 +17,7 @@ pub async fn run(args: &SnapshotCommand, output: &Output) -> anyhow::Result<Exit
     };
     let source = Endpoint::parse(source).context("source")?;
     let snapshot = source
-        .snapshot(&args.scope.scope())
+        .source_snapshot(&args.scope.scope())
         .await
         .with_context(|| format!("source {}", source.name))?;
     report_skipped(output, &source.name, &snapshot);
@@ -33,7 +33,7 @@ pub async fn run(args: &SnapshotCommand, output: &Output) -> anyhow::Result<Exit
         Format::Text => output.note(format_args!(
             "wrote {} objects of {} to {} (root hash {})",
             manifest.objects.len(),
-            manifest.source,
+            source.name,
             out.display(),
             manifest.root_hash
         )),

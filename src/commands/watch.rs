@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use k8s_sync::api::{self, Api, PassContext, Server};
+use k8s_sync::api::{self, Api, Driver, Server};
 use k8s_sync::endpoint::Connected;
 use k8s_sync::metrics::Metrics;
 use k8s_sync::watch::{Replica, Watch, WatchOptions};
@@ -12,19 +12,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Output;
-use super::apply::pass_options;
-use super::diff::endpoints;
+use super::context::{endpoints, pass_options};
 use super::open_store;
 use super::signals::StopSignals;
 use crate::cli::WatchArgs;
 
 pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> {
+    let mut pass = pass_options(&args.pass, Some(&args.run), false);
+    // A replica that stops answering mid-write is caught up when it is back.
+    pass.apply.pending_when_unreachable = true;
     let options = WatchOptions {
-        pass: pass_options(&args.pass, &args.run),
+        pass,
         resync: args.resync_interval,
         shutdown_timeout: args.shutdown_timeout,
         auto_retries: args.auto_retries,
         coalesce: std::time::Duration::from_millis(50),
+        probe_interval: args.probe_interval,
+        prune_window: args.max_prune_window,
     };
     let (primary, replicas) = endpoints(&args.pass)?;
     let Connected::Cluster(primary_cluster) = primary.connect().await.context("primary")? else {
@@ -45,7 +49,12 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
                 replica.name
             );
         };
-        watched.push(Arc::new(Replica::new(&replica.name, cluster)));
+        watched.push(Arc::new(Replica::new(
+            &replica.name,
+            cluster,
+            options.prune_window,
+            options.coalesce,
+        )));
     }
     let store = Arc::new(open_store(&args.run.db)?);
     let metrics = Arc::new(Metrics::new());
@@ -53,19 +62,9 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     for replica in &watched {
         metrics.track_requests(&replica.name, replica.cluster.requests().clone());
     }
-    let source = args
-        .pass
-        .source_name
-        .clone()
-        .unwrap_or_else(|| primary.name.clone());
-    let pass = PassContext {
-        primary: primary.clone(),
-        replicas: replicas.clone(),
-        options: options.pass.clone(),
-        source_name: Some(source.clone()),
-    };
     let watch = Arc::new(Watch::new(
-        &source,
+        &primary.name,
+        args.pass.source_name.clone(),
         primary_cluster,
         watched,
         options,
@@ -73,20 +72,18 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         metrics.clone(),
     ));
 
-    // The same server as `serve`, ready only once the first pass is done and watchers run.
+    // The same server as `serve`; ready only while the replicas are in step with an
+    // authoritative primary state.
     let authenticator = super::serve::authenticator(&store, args.server.token_ttl).await?;
-    let (ready, states) = (watch.status(), watch.status());
+    let ready = watch.clone();
     let service = Api::new(
         store,
         metrics,
         authenticator,
         tokio::runtime::Handle::current(),
     )
-    .with_pass(pass)
-    .with_readiness(Arc::new(move || ready.ready()))
-    .with_watchers(Arc::new(move || {
-        serde_json::to_value(states.watchers()).unwrap_or_default()
-    }));
+    .with_driver(Driver::Watch(watch.clone()))
+    .with_readiness(Arc::new(move || ready.readiness()));
     let listen = args.server.listen;
     let server = Server::start(listen, api::WORKERS, Arc::new(service))
         .with_context(|| format!("listening on {listen}"))?;

@@ -30,15 +30,32 @@ pub enum Action {
     NeedsRecreate,
     /// k8s-sync created it, and it is gone from the source.
     Prune,
-    /// The replica has its own differing copy and adoption is off.
+    /// The replica has its own differing copy and adoption is off, or another source's copy.
     Conflict,
+    /// Gone from the source, kept on the replica: it holds data (a PVC) and `--prune-pvcs` is
+    /// off.
+    Keep,
 }
 
 impl Action {
     /// Whether the action means the replica is out of step.
     pub fn is_drift(self) -> bool {
-        self != Action::InSync
+        !matches!(self, Action::InSync | Action::Keep)
     }
+}
+
+/// Why a planned change waits instead of running in this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "deferral", rename_all = "snake_case")]
+pub enum Deferral {
+    /// A prune over `--max-prune` on this replica: held until an operator releases it or
+    /// `apply --force-prune`.
+    Held,
+    /// A prune within `--prune-delay` of the deletion on the primary.
+    Delayed {
+        /// When it may run.
+        due: jiff::Timestamp,
+    },
 }
 
 /// Why an object needs an update, for people reading the plan.
@@ -53,6 +70,9 @@ pub enum Reason {
     Adopt,
     /// The replica's copy is not k8s-sync's and `--no-adopt` is on.
     Unmanaged,
+    /// The replica's copy was written by k8s-sync from another source: never adopted, never
+    /// pruned.
+    OtherSource,
 }
 
 /// The planned action for one object.
@@ -84,6 +104,9 @@ pub struct Change {
     /// For Secrets: which keys differ. Never values.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_keys: Option<SecretKeys>,
+    /// Set when the change waits (a held or delayed prune).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<Deferral>,
 }
 
 fn serialize_kind<S: serde::Serializer>(kind: &&'static Kind, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +131,8 @@ pub struct PlanOptions {
     pub adopt: bool,
     /// Delete objects k8s-sync created that are gone from the source.
     pub prune: bool,
+    /// Also prune kinds that hold data (PVCs), which are otherwise kept.
+    pub prune_pvcs: bool,
 }
 
 impl Default for PlanOptions {
@@ -115,6 +140,7 @@ impl Default for PlanOptions {
         PlanOptions {
             adopt: true,
             prune: true,
+            prune_pvcs: false,
         }
     }
 }
@@ -130,16 +156,50 @@ pub struct Summary {
     pub update: usize,
     /// Objects that need deleting and re-creating.
     pub needs_recreate: usize,
-    /// Objects to delete.
+    /// Objects to delete now.
     pub prune: usize,
     /// Objects left alone because the replica has its own copy.
     pub conflict: usize,
+    /// Prunes held over `--max-prune`.
+    pub held: usize,
+    /// Prunes waiting for `--prune-delay`.
+    pub delayed: usize,
+    /// PVCs gone from the source and kept (no `--prune-pvcs`).
+    pub kept: usize,
+    /// Changes of kinds whose primary state is not authoritative yet: nothing is done to them.
+    pub waiting: usize,
 }
 
 impl Summary {
     /// Objects out of step.
     pub fn drift(&self) -> usize {
-        self.create + self.update + self.needs_recreate + self.prune + self.conflict
+        self.create
+            + self.update
+            + self.needs_recreate
+            + self.prune
+            + self.conflict
+            + self.held
+            + self.delayed
+            + self.waiting
+    }
+
+    /// Counts the changes of a plan.
+    fn of(changes: &[Change]) -> Self {
+        let mut summary = Summary::default();
+        for change in changes {
+            *match (change.action, change.deferral) {
+                (_, Some(Deferral::Held)) => &mut summary.held,
+                (_, Some(Deferral::Delayed { .. })) => &mut summary.delayed,
+                (Action::InSync, None) => &mut summary.in_sync,
+                (Action::Create, None) => &mut summary.create,
+                (Action::Update, None) => &mut summary.update,
+                (Action::NeedsRecreate, None) => &mut summary.needs_recreate,
+                (Action::Prune, None) => &mut summary.prune,
+                (Action::Conflict, None) => &mut summary.conflict,
+                (Action::Keep, None) => &mut summary.kept,
+            } += 1;
+        }
+        summary
     }
 }
 
@@ -154,6 +214,10 @@ pub struct Plan {
     pub missing_namespaces: Vec<String>,
     /// Every object compared, in sync ones included, in reference order.
     pub changes: Vec<Change>,
+    /// Kinds left out of this pass because the primary's state of them is not authoritative
+    /// (not listed in full yet, or the primary unreachable), with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -163,32 +227,25 @@ impl Plan {
         for (reference, want) in &desired.objects {
             let change = match live.objects.get(reference) {
                 None => new_change(Action::Create, None, reference, Some(want), None),
-                Some(have) => compare(reference, want, have, &desired.source, options),
+                Some(have) => compare(reference, want, have, desired, options),
             };
             changes.push(change);
         }
-        for (reference, have) in &live.objects {
-            let ours = have
-                .applied
-                .as_ref()
-                .is_some_and(|a| a.source == desired.source);
-            if options.prune && ours && !desired.objects.contains_key(reference) {
-                changes.push(new_change(Action::Prune, None, reference, None, Some(have)));
+        if options.prune {
+            for (reference, have) in &live.objects {
+                let ours = have.applied.as_ref().is_some_and(|a| desired.owns(a));
+                if !ours || desired.objects.contains_key(reference) {
+                    continue;
+                }
+                let action = if reference.kind.holds_data && !options.prune_pvcs {
+                    Action::Keep
+                } else {
+                    Action::Prune
+                };
+                changes.push(new_change(action, None, reference, None, Some(have)));
             }
         }
         changes.sort_by_key(Change::reference);
-
-        let mut summary = Summary::default();
-        for change in &changes {
-            *match change.action {
-                Action::InSync => &mut summary.in_sync,
-                Action::Create => &mut summary.create,
-                Action::Update => &mut summary.update,
-                Action::NeedsRecreate => &mut summary.needs_recreate,
-                Action::Prune => &mut summary.prune,
-                Action::Conflict => &mut summary.conflict,
-            } += 1;
-        }
         let missing_namespaces = desired
             .namespaces
             .difference(&live.namespaces)
@@ -196,10 +253,28 @@ impl Plan {
             .collect();
         Plan {
             replica: replica.to_string(),
-            summary,
+            summary: Summary::of(&changes),
             missing_namespaces,
             changes,
+            waiting: Vec::new(),
         }
+    }
+
+    /// Counts the changes again, after some were deferred or left out.
+    pub fn recount(&mut self) {
+        let waiting = self.summary.waiting;
+        self.summary = Summary::of(&self.changes);
+        self.summary.waiting = waiting;
+    }
+
+    /// Cuts the plan down to the objects `keep` accepts (and their namespaces).
+    pub fn retain(&mut self, keep: impl Fn(&ObjectRef) -> bool) {
+        self.changes.retain(|c| keep(&c.reference()));
+        let namespaces: std::collections::BTreeSet<&str> =
+            self.changes.iter().map(|c| c.namespace.as_str()).collect();
+        self.missing_namespaces
+            .retain(|ns| namespaces.contains(ns.as_str()));
+        self.recount();
     }
 
     /// The changes that are drift.
@@ -212,9 +287,19 @@ fn compare(
     reference: &ObjectRef,
     want: &Entry,
     have: &Entry,
-    source: &str,
+    desired: &Snapshot,
     options: PlanOptions,
 ) -> Change {
+    if have.applied.as_ref().is_some_and(|a| !desired.owns(a)) {
+        // Two primaries writing one object would undo each other: neither takes it over.
+        return new_change(
+            Action::Conflict,
+            Some(Reason::OtherSource),
+            reference,
+            Some(want),
+            Some(have),
+        );
+    }
     let mut wanted = std::borrow::Cow::Borrowed(&want.object);
     if want.redacted {
         // Values are unknown; only the keys of a redacted Secret can be compared.
@@ -229,17 +314,13 @@ fn compare(
     );
     // A redacted source's key is of placeholders, never of what was applied: only the
     // comparison of fields (and Secret key names) can tell.
-    let ours = have
-        .applied
-        .as_ref()
-        .filter(|a| a.source == source)
-        .map(|a| {
-            if want.redacted {
-                &want.change_key
-            } else {
-                &a.change_key
-            }
-        });
+    let ours = have.applied.as_ref().map(|a| {
+        if want.redacted {
+            &want.change_key
+        } else {
+            &a.change_key
+        }
+    });
     let same_key = ours == Some(&want.change_key);
     let (action, reason) = match (ours, changed_paths.is_empty()) {
         (Some(_), true) if same_key => (Action::InSync, None),
@@ -293,6 +374,7 @@ fn new_change(
         changed_paths: Vec::new(),
         immutable_paths: Vec::new(),
         secret_keys,
+        deferral: None,
     }
 }
 

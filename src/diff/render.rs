@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
 
-use super::{Action, Change, Plan, Reason, Summary, project};
+use super::{Action, Change, Deferral, Plan, Reason, Summary, project};
 use crate::normalize;
 use crate::secret;
 use crate::snapshot::{Entry, Snapshot};
@@ -52,8 +52,19 @@ pub fn summary_line(replica: &str, s: &Summary) -> String {
         "{replica}: {} in sync, {} to create, {} to update, {} to prune, {} conflicts",
         s.in_sync, s.create, s.update, s.prune, s.conflict
     );
-    if s.needs_recreate > 0 {
-        let _ = write!(line, ", {} need recreate", s.needs_recreate);
+    for (count, what) in [
+        (s.needs_recreate, "need recreate"),
+        (s.held, "prunes held over --max-prune"),
+        (s.delayed, "prunes delayed"),
+        (
+            s.kept,
+            "kept (PVCs gone from the primary; --prune-pvcs prunes them)",
+        ),
+        (s.waiting, "waiting for the primary"),
+    ] {
+        if count > 0 {
+            let _ = write!(line, ", {count} {what}");
+        }
     }
     line
 }
@@ -66,6 +77,9 @@ pub fn text(plan: &Plan, desired: &Snapshot, live: &Snapshot, options: TextOptio
     out.push('\n');
     if options.detail == Detail::Quiet {
         return out;
+    }
+    for (kind, reason) in &plan.waiting {
+        let _ = writeln!(out, "  {kind}: nothing is done while {reason}");
     }
     if !plan.missing_namespaces.is_empty() {
         let _ = writeln!(
@@ -86,14 +100,24 @@ pub fn text(plan: &Plan, desired: &Snapshot, live: &Snapshot, options: TextOptio
             Action::NeedsRecreate => ("!", AnsiColor::Magenta.on_default()),
             Action::Prune => ("-", REMOVED),
             Action::Conflict => ("?", AnsiColor::Magenta.on_default()),
+            Action::Keep => ("=", Style::new()),
         };
         let label = format!("{mark} {:<14} {reference}", action_label(change.action));
         let _ = write!(out, "{}", paint(color, style, &label));
         if let Some(reason) = change.reason {
             let _ = write!(out, " ({})", reason_label(reason));
         }
+        match change.deferral {
+            Some(Deferral::Held) => out.push_str(
+                " (held over --max-prune: `k8s-sync jobs release` or `apply --force-prune` prunes it)",
+            ),
+            Some(Deferral::Delayed { due }) => {
+                let _ = write!(out, " (delayed by --prune-delay until {due})");
+            }
+            None => {}
+        }
         out.push('\n');
-        if change.action == Action::InSync {
+        if matches!(change.action, Action::InSync | Action::Keep) {
             continue;
         }
         if !change.immutable_paths.is_empty() {
@@ -144,6 +168,7 @@ fn action_label(action: Action) -> &'static str {
         Action::NeedsRecreate => "needs recreate",
         Action::Prune => "prune",
         Action::Conflict => "conflict",
+        Action::Keep => "kept",
     }
 }
 
@@ -153,6 +178,7 @@ fn reason_label(reason: Reason) -> &'static str {
         Reason::EditedOnReplica => "edited on the replica",
         Reason::Adopt => "not created by k8s-sync; will be adopted",
         Reason::Unmanaged => "not created by k8s-sync; --no-adopt",
+        Reason::OtherSource => "written by k8s-sync from another source; left alone",
     }
 }
 
@@ -210,8 +236,11 @@ pub struct PlanView<'a> {
     pub summary: &'a Summary,
     /// Namespaces the replica lacks.
     pub missing_namespaces: &'a [String],
-    /// Drifted objects.
+    /// Drifted objects, and kept ones.
     pub changes: Vec<Change>,
+    /// Kinds nothing was done to, and why.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub waiting: &'a [(String, String)],
 }
 
 impl<'a> From<&'a Plan> for PlanView<'a> {
@@ -220,8 +249,11 @@ impl<'a> From<&'a Plan> for PlanView<'a> {
             replica: &plan.replica,
             summary: &plan.summary,
             missing_namespaces: &plan.missing_namespaces,
+            waiting: &plan.waiting,
             changes: plan
-                .drifted()
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::InSync)
                 .map(|change| {
                     let mut change = change.clone();
                     if change.kind.kind == "Secret" {

@@ -173,6 +173,7 @@ fn unmanaged_differing_object_is_adopted_or_a_conflict() {
         PlanOptions {
             adopt: false,
             prune: true,
+            prune_pvcs: false,
         },
     );
     assert_eq!(only(&no_adopt).action, Action::Conflict);
@@ -199,6 +200,7 @@ fn prunes_only_objects_this_source_created() {
         PlanOptions {
             adopt: true,
             prune: false,
+            prune_pvcs: false,
         },
     );
     assert_eq!(kept.summary.drift(), 0);

@@ -22,6 +22,8 @@ use crate::snapshot::RawObject;
 
 /// The field manager k8s-sync applies as.
 pub const FIELD_MANAGER: &str = "k8s-sync";
+/// What a cluster's identity starts with; the uid of its `kube-system` namespace follows.
+pub const IDENTITY_PREFIX: &str = "cluster/";
 /// Objects per LIST page.
 const PAGE_SIZE: u32 = 500;
 
@@ -129,6 +131,11 @@ impl Error {
             if message.contains("immutable") || message.contains("updates to statefulset spec for fields other than"))
     }
 
+    /// Whether the server gave no answer at all (down, frozen, partitioned).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+    }
+
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Rejected { code: 404, .. })
@@ -202,6 +209,33 @@ impl Cluster {
             .await
             .map(|info| info.git_version)
             .map_err(|e| Error::from_kube("get /version".into(), e))
+    }
+
+    /// The cluster's own identity, as the source name of objects applied from it: `cluster/`
+    /// and the uid of its `kube-system` namespace. The same through any URL, context or
+    /// credentials; different for two clusters, even two in-cluster primaries that both call
+    /// themselves `kubernetes.default.svc`.
+    pub async fn identity(&self) -> Result<String, Error> {
+        let request = kube::core::Request::new("/api/v1/namespaces")
+            .get("kube-system", &Default::default())
+            .expect("get requests always build");
+        let namespace = self
+            .send(
+                "get namespace kube-system (the cluster's identity)",
+                request,
+                false,
+            )
+            .await?;
+        match namespace.pointer("/metadata/uid").and_then(Value::as_str) {
+            Some(uid) if !uid.is_empty() => Ok(format!("{IDENTITY_PREFIX}{uid}")),
+            _ => Err(Error::Rejected {
+                what: "get namespace kube-system (the cluster's identity)".into(),
+                code: 200,
+                reason: "NoUid".into(),
+                message: "the namespace has no uid; name the source with --source-name".into(),
+                retry_after: None,
+            }),
+        }
     }
 
     /// Sends a request. Reads are retried here; writes are retried by their caller, which

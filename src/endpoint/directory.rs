@@ -15,8 +15,11 @@ use super::Error;
 /// Everything read from a directory.
 #[derive(Debug)]
 pub struct Listing {
-    /// The source name: a snapshot's recorded source, else the directory's own name.
+    /// The source name: a snapshot's recorded source, else the directory's absolute path.
     pub source: String,
+    /// Names objects from this directory carried before: its own name, for a tree of
+    /// manifests.
+    pub aliases: Vec<String>,
     /// Every object found, `List`s expanded, in path order.
     pub objects: Vec<RawObject>,
 }
@@ -95,11 +98,21 @@ pub fn read(dir: &Path) -> Result<Listing, Error> {
         objects.extend(file?);
     }
 
-    let source = match manifest {
-        Some(m) => m.source,
-        None => dir_name(dir),
+    let (source, aliases) = match manifest {
+        Some(m) => (m.source, m.aliases),
+        // The path, not the bare name: two checkouts named `manifests` are two sources.
+        None => {
+            let path = dir
+                .canonicalize()
+                .map_or_else(|_| dir.display().to_string(), |p| p.display().to_string());
+            (path, vec![dir_name(dir)])
+        }
     };
-    Ok(Listing { source, objects })
+    Ok(Listing {
+        source,
+        objects,
+        aliases,
+    })
 }
 
 /// Reads and parses one file into its objects, `List`s expanded.
@@ -268,10 +281,17 @@ mod tests {
     }
 
     #[test]
-    fn takes_the_source_name_from_the_directory() {
+    fn names_a_tree_of_manifests_by_its_path_with_its_name_as_an_alias() {
         let dir = tempfile::tempdir().unwrap();
         let named = dir.path().join("staging");
         fs::create_dir(&named).unwrap();
-        assert_eq!(read(&named).unwrap().source, "staging");
+        let listing = read(&named).unwrap();
+        let path = named.canonicalize().unwrap().display().to_string();
+        assert_eq!(listing.source, path);
+        assert_eq!(listing.aliases, ["staging"]);
+        // Two checkouts of the same name are two sources.
+        let other = dir.path().join("elsewhere").join("staging");
+        fs::create_dir_all(&other).unwrap();
+        assert_ne!(read(&other).unwrap().source, listing.source);
     }
 }

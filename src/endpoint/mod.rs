@@ -93,7 +93,9 @@ impl Connected {
                 let (dir, scope) = (dir.clone(), scope.clone());
                 tokio::task::spawn_blocking(move || {
                     let listing = directory::read(&dir)?;
-                    Ok(Snapshot::build(listing.source, listing.objects, &scope)?)
+                    let mut snapshot = Snapshot::build(listing.source, listing.objects, &scope)?;
+                    snapshot.aliases = listing.aliases;
+                    Ok(snapshot)
                 })
                 .await
                 .expect("directory reading does not panic")
@@ -198,6 +200,23 @@ impl Endpoint {
     /// Connects and reads the endpoint's objects within `scope` into a snapshot.
     pub async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, Error> {
         self.connect().await?.snapshot(&self.name, scope).await
+    }
+
+    /// Connects and reads the endpoint as the source of a pass: its objects, named by the
+    /// source's own identity. A cluster is named by [`Cluster::identity`], the same however it
+    /// is reached, with the endpoint's name (its kubeconfig's stem, as objects applied by
+    /// earlier versions carry it) as an alias; a directory by its manifest's source or its
+    /// path.
+    pub async fn source_snapshot(&self, scope: &Scope) -> Result<Snapshot, Error> {
+        let connected = self.connect().await?;
+        if let Connected::Cluster(cluster) = &connected {
+            let identity = cluster.identity().await?;
+            let mut snapshot = connected.snapshot(&self.name, scope).await?;
+            snapshot.source = identity;
+            snapshot.aliases = vec![self.name.clone()];
+            return Ok(snapshot);
+        }
+        connected.snapshot(&self.name, scope).await
     }
 }
 

@@ -1,36 +1,48 @@
-//! Watch mode: a full pass on start and every resync interval, and in between, watch events of
-//! the primary (and of the replicas' managed objects) turned into per-object passes by workers.
+//! Watch mode: the primary's state kept by list+watch, full passes against it (at start, after
+//! every outage, every resync interval), and in between per-object passes by each replica's
+//! own workers, all through the one plan-and-apply path ([`crate::pass`]).
 //!
 //! ```text
-//! primary watchers ──normalize, key──▶ primary cache ──changed?──▶ WorkQueue ──▶ workers
-//! replica watchers (managed label) ───drifted?──────────────────▶     │           │
-//!                                                                      └── the same plan and apply path as `apply`
+//! primary watchers ──Init/InitApply/InitDone, Apply, Delete──▶ PrimaryState (authoritative?)
+//!        │ changed objects                                          │
+//!        ▼                                                          ▼
+//! per replica: WorkQueue ──▶ workers ──▶ pass::run ◀── full passes (start, catch-up, resync)
+//!        ▲
+//! replica watchers (managed label), probes (primary and replicas)
 //! ```
 
+mod health;
+mod object;
 mod presence;
+mod primary;
 pub mod queue;
+mod replica;
+mod resync;
 mod sources;
+mod tracker;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{self, Progress, Report, Sinks};
-use crate::diff::Plan;
+use crate::apply::{self, Journal, Progress};
 use crate::endpoint::Cluster;
 use crate::metrics::Metrics;
-use crate::pass::PassOptions;
-use crate::retry::RetryPolicy;
-use crate::snapshot::{Entry, ObjectRef, RawObject, Snapshot};
-use crate::store::{NewJob, Operation, Store};
-use presence::Presence;
+use crate::pass::{PassOptions, RecordedOptions, Safety, job_object};
+use crate::report::Report;
+use crate::snapshot::ObjectRef;
+use crate::store::{self, Job, JobFilter, NewJob, Operation, Status, Store};
+use health::Health;
 
+pub use primary::{Collection, PrimaryState};
 pub use queue::WorkQueue;
+pub use replica::Replica;
 
 /// How watch mode runs.
 #[derive(Debug, Clone)]
@@ -46,14 +58,18 @@ pub struct WatchOptions {
     /// How long after an object's first event its work waits, so a burst of updates to it is
     /// written once, at its latest state.
     pub coalesce: Duration,
+    /// How often each cluster is asked whether it answers, and how long it may take.
+    pub probe_interval: Duration,
+    /// The window over which `--max-prune` counts a replica's prunes.
+    pub prune_window: Duration,
 }
 
-/// One unit of work.
+/// One unit of work for one replica.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Work {
-    /// Bring one object in step on every replica.
+    /// Bring one object in step.
     Object(ObjectRef),
-    /// Make sure a namespace exists on every replica.
+    /// Make sure a namespace exists.
     Namespace(String),
 }
 
@@ -69,92 +85,41 @@ pub enum WatcherState {
     Recovering(String),
 }
 
-/// What watch mode shows the API: readiness and each watcher's state.
-#[derive(Debug, Default)]
-pub struct WatchStatus {
-    first_pass_done: AtomicBool,
-    watchers: Mutex<BTreeMap<String, WatcherState>>,
-}
-
-impl WatchStatus {
-    /// Ready once the first full pass is done and every watcher runs.
-    pub fn ready(&self) -> bool {
-        self.first_pass_done.load(Ordering::Acquire)
-            && self
-                .lock()
-                .values()
-                .all(|state| *state == WatcherState::Running)
-    }
-
-    /// Every watcher (`cluster/kind`) and its state.
-    pub fn watchers(&self) -> BTreeMap<String, WatcherState> {
-        self.lock().clone()
-    }
-
-    fn set(&self, watcher: &str, state: WatcherState) {
-        self.lock().insert(watcher.to_string(), state);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, WatcherState>> {
-        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A replica as watch mode keeps it.
-pub struct Replica {
-    /// Its name.
-    pub name: String,
-    /// Its client.
-    pub cluster: Cluster,
-    /// Namespaces known to exist there, so object work needs no namespace request.
-    namespaces: Mutex<HashSet<String>>,
-    /// Set while it cannot be reached; a probe then brings it back with a full pass.
-    unreachable: AtomicBool,
-    /// Objects that may exist there; work on an object known to be missing skips the GET.
-    present: Presence,
-}
-
-impl Replica {
-    /// A replica to watch and write to.
-    pub fn new(name: &str, cluster: Cluster) -> Self {
-        Replica {
-            name: name.to_string(),
-            cluster,
-            namespaces: Mutex::default(),
-            unreachable: AtomicBool::new(false),
-            present: Presence::default(),
-        }
-    }
-
-    fn knows_namespace(&self, namespace: &str) -> bool {
-        self.namespaces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(namespace)
-    }
-
-    fn learn_namespaces(&self, namespaces: impl IntoIterator<Item = String>) {
-        self.namespaces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(namespaces);
-    }
+/// An operation of the API that watch mode cannot do now.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The job or replica is not this process's.
+    #[error("{0}")]
+    NotHere(String),
+    /// The primary's state may not drive writes now.
+    #[error("{0}")]
+    NotAuthoritative(String),
+    /// The job database failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
 }
 
 /// Watch mode, ready to run.
 pub struct Watch {
-    source: String,
+    /// The primary endpoint's name, for logs and the API.
+    primary_name: String,
     primary: Cluster,
+    primary_health: Health,
+    state: PrimaryState,
     replicas: Vec<Arc<Replica>>,
     options: WatchOptions,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    status: Arc<WatchStatus>,
-    queue: WorkQueue<Work>,
-    /// The primary's objects, normalized and keyed, as the latest event or list showed them.
-    cache: RwLock<HashMap<ObjectRef, Entry>>,
-    /// Automatic retries made so far, per unit of work.
-    retries: Mutex<HashMap<Work, u32>>,
+    watchers: Mutex<BTreeMap<String, WatcherState>>,
+    first_pass_done: AtomicBool,
+    /// Bumped whenever a collection's completeness is lost, so that a full pass follows its
+    /// return however quickly that comes.
+    losses: AtomicU64,
+    /// Woken when completeness or the identity changes.
+    authority_changed: tokio::sync::Notify,
+    /// Bumped when the primary answers again after an outage: every primary watcher lists
+    /// again, since what happened meanwhile is unknown.
+    relist: tokio::sync::watch::Sender<u64>,
 }
 
 /// Progress of watch mode: log lines.
@@ -179,83 +144,91 @@ impl Progress for LogProgress {
         }
     }
 
-    fn completed(&self, report: &Report) {
-        if let Some(error) = &report.error {
-            warn!(replica = %report.replica, %error, "replica unavailable");
-        }
-    }
+    fn completed(&self, _: &Report) {}
 }
 
 impl Watch {
-    /// Watch mode from the primary (whose objects are named `source` in annotations) to
-    /// `replicas`.
+    /// Watch mode from `primary` (the endpoint named `primary_name`, whose objects are named
+    /// `source_name` in annotations when given, else by the cluster's identity with the
+    /// endpoint's name as an alias) to `replicas`.
     pub fn new(
-        source: &str,
+        primary_name: &str,
+        source_name: Option<String>,
         primary: Cluster,
         replicas: Vec<Arc<Replica>>,
         options: WatchOptions,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        // Updates arriving within `coalesce` of an object's first event gather on one item.
-        let queue = WorkQueue::with_delay(options.coalesce);
+        let aliases = match source_name {
+            Some(_) => Vec::new(),
+            None => vec![primary_name.to_string()],
+        };
+        let state = PrimaryState::new(
+            sources::collections(&options.pass.scope),
+            source_name,
+            aliases,
+        );
         Watch {
-            source: source.to_string(),
+            primary_name: primary_name.to_string(),
             primary,
+            primary_health: Health::new(primary_name),
+            state,
             replicas,
             options,
             store,
             metrics,
-            status: Arc::default(),
-            queue,
-            cache: RwLock::default(),
-            retries: Mutex::default(),
+            watchers: Mutex::default(),
+            first_pass_done: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
+            authority_changed: tokio::sync::Notify::new(),
+            relist: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    /// Readiness and watcher states, for the API.
-    pub fn status(&self) -> Arc<WatchStatus> {
-        self.status.clone()
-    }
-
-    fn sinks(&self) -> Sinks<'_> {
-        Sinks {
+    fn journal<'a>(&'a self, recorded: &'a str) -> Journal<'a> {
+        Journal {
             store: &self.store,
             metrics: &self.metrics,
             progress: &LogProgress,
+            pass_options: Some(recorded),
         }
     }
 
-    /// Runs until `shutdown` is cancelled: full pass, watchers, workers, resyncs. Then stops
+    fn safety<'a>(&'a self, replica: &'a Replica, managed: Option<usize>) -> Safety<'a> {
+        Safety {
+            authority: &self.state,
+            budget: &replica.budget,
+            managed,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled: watchers, probes, full passes, workers. Then stops
     /// taking events, lets in-flight work finish within the shutdown timeout, and records what
     /// was left as pending jobs for the next start.
-    pub async fn run(
-        self: Arc<Self>,
-        shutdown: CancellationToken,
-    ) -> Result<(), crate::store::Error> {
-        let reset = self.store.reset_running()?;
-        if reset > 0 {
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), store::Error> {
+        let settled = self.store.settle_abandoned()?;
+        if settled > 0 {
             info!(
-                jobs = reset,
-                "jobs interrupted by the last shutdown are pending again"
+                jobs = settled,
+                "jobs left running by a process that is gone are pending again"
             );
         }
+        self.install_refresher();
         let stop_sources = shutdown.child_token();
-        tokio::select! {
-            result = self.full_pass() => result?,
-            () = shutdown.cancelled() => return Ok(()),
-        }
-        self.status.first_pass_done.store(true, Ordering::Release);
-
         let mut tasks = tokio::task::JoinSet::new();
         sources::spawn(&self, &mut tasks, &stop_sources);
-        let workers: Vec<_> = (0..self.options.pass.apply.workers.max(1))
-            .map(|_| tokio::spawn(self.clone().work()))
-            .collect();
-        let resync = tokio::spawn(self.clone().resync_loop(stop_sources.clone()));
-        let status = self.status.clone();
+        tasks.spawn(self.clone().coordinate(stop_sources.clone()));
+        tasks.spawn(self.clone().resync_loop(stop_sources.clone()));
+        let mut workers = Vec::new();
+        for replica in &self.replicas {
+            for _ in 0..self.options.pass.apply.workers.max(1) {
+                workers.push(tokio::spawn(self.clone().work(replica.clone())));
+            }
+        }
+        let watch = self.clone();
         tasks.spawn(async move {
-            while !status.ready() {
+            while watch.readiness().is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             info!("ready: first pass done, every watcher running");
@@ -264,10 +237,11 @@ impl Watch {
         shutdown.cancelled().await;
         info!("shutting down: no new events; finishing writes in flight");
         stop_sources.cancel();
-        resync.abort();
         tasks.abort_all();
-        let left = self.queue.close();
-        self.record_pending(&left)?;
+        for replica in &self.replicas {
+            let left = replica.queue.close();
+            self.record_pending(replica, &left)?;
+        }
         let finished = tokio::time::timeout(
             self.options.shutdown_timeout,
             futures::future::join_all(workers),
@@ -279,312 +253,248 @@ impl Watch {
         Ok(())
     }
 
-    /// Lists the primary, refreshes the cache, and syncs every replica.
-    async fn full_pass(&self) -> Result<(), crate::store::Error> {
-        let timer = self.metrics.pass_seconds.start_timer();
-        let listing = match self.primary.list(&self.options.pass.scope).await {
-            Ok(listing) => listing,
-            Err(error) => {
-                warn!(%error, "cannot list the primary; the next resync tries again");
-                return Ok(());
-            }
-        };
-        let desired = match Snapshot::build(&self.source, listing.objects, &self.options.pass.scope)
-        {
-            Ok(desired) => desired,
-            Err(error) => {
-                warn!(%error, "cannot build the primary's snapshot");
-                return Ok(());
-            }
-        };
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) =
-            desired.objects.clone().into_iter().collect();
-        let passes = self
-            .replicas
-            .iter()
-            .map(|replica| self.sync_whole(replica, &desired));
-        for result in futures::future::join_all(passes).await {
-            result?;
-        }
-        timer.observe_duration();
-        Ok(())
-    }
-
-    /// A full pass of one replica against `desired`.
-    async fn sync_whole(
-        &self,
-        replica: &Replica,
-        desired: &Snapshot,
-    ) -> Result<Report, crate::store::Error> {
-        let scope = &self.options.pass.scope;
-        let live = match replica.cluster.list(scope).await {
-            Ok(listing) => {
-                let names = listing.namespaces.clone();
-                let mut live = match Snapshot::build(&replica.name, listing.objects, scope) {
-                    Ok(live) => live,
-                    Err(error) => {
-                        return apply::fail_unreachable(
-                            &replica.name,
-                            desired,
-                            &error.to_string(),
-                            self.sinks(),
-                        );
-                    }
-                };
-                for namespace in &names {
-                    live.add_namespace(namespace, scope);
-                }
-                replica.learn_namespaces(names);
-                // The pass creates what the replica lacks; failures only cost a GET later.
-                replica
-                    .present
-                    .note_listed(live.objects.keys().chain(desired.objects.keys()).cloned());
-                live
-            }
-            Err(error) => {
-                replica.unreachable.store(true, Ordering::Release);
-                return apply::fail_unreachable(
-                    &replica.name,
-                    desired,
-                    &format!("{error:#}"),
-                    self.sinks(),
-                );
-            }
-        };
-        replica.unreachable.store(false, Ordering::Release);
-        let (_, report) = self.plan_and_apply(replica, desired, &live).await?;
-        Ok(report)
-    }
-
-    /// Plans `desired` against `live` on `replica` and applies the plan; the namespaces it
-    /// created are known to exist there from then on.
-    async fn plan_and_apply(
-        &self,
-        replica: &Replica,
-        desired: &Snapshot,
-        live: &Snapshot,
-    ) -> Result<(Plan, Report), crate::store::Error> {
-        let plan = Plan::new(&replica.name, desired, live, self.options.pass.plan);
-        let report = apply::apply(
-            &replica.cluster,
-            &plan,
-            desired,
-            live,
-            self.sinks(),
-            &self.options.pass.apply,
-        )
-        .await?;
-        replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
-        Ok((plan, report))
-    }
-
-    async fn resync_loop(self: Arc<Self>, stop: CancellationToken) {
-        let mut interval = tokio::time::interval(self.options.resync);
-        interval.tick().await;
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                () = stop.cancelled() => return,
-            }
-            info!("resync: full pass");
-            if let Err(error) = self.full_pass().await {
-                warn!(%error, "resync failed");
-            }
-        }
-    }
-
-    /// A worker: takes work until the queue closes.
-    async fn work(self: Arc<Self>) {
-        while let Some((work, seen)) = self.queue.take().await {
-            self.metrics.queue_depth.set(self.queue.len() as i64);
-            let ok = match &work {
-                Work::Namespace(namespace) => self.ensure_namespace(namespace).await,
-                Work::Object(reference) => self.sync_object(reference, seen).await,
-            };
-            self.queue.done(&work);
-            if ok {
-                self.retries
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&work);
-            } else {
-                self.retry_later(work);
-            }
-        }
-    }
-
-    /// Queues failed work again after a backoff, a bounded number of times.
-    fn retry_later(self: &Arc<Self>, work: Work) {
-        let attempt = {
-            let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
-            let attempt = retries.entry(work.clone()).or_default();
-            *attempt += 1;
-            *attempt
-        };
-        if attempt > self.options.auto_retries {
-            warn!(
-                ?work,
-                "giving up after automatic retries; the job stays failed for /retry"
-            );
-            self.retries
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&work);
-            return;
-        }
-        let delay = RetryPolicy {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-            ..RetryPolicy::default()
-        }
-        .delay(attempt, None);
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            this.queue.add(work, Instant::now());
-        });
-    }
-
-    async fn ensure_namespace(&self, namespace: &str) -> bool {
-        let mut ok = true;
-        for replica in &self.replicas {
-            if replica.knows_namespace(namespace) {
-                continue;
-            }
-            match replica
-                .cluster
-                .ensure_namespace(namespace, self.options.pass.apply.dry_run)
-                .await
-            {
-                Ok(()) => replica.learn_namespaces([namespace.to_string()]),
-                Err(error) => {
-                    warn!(replica = %replica.name, %namespace, %error, "cannot create namespace");
-                    ok = false;
-                }
-            }
-        }
-        ok
-    }
-
-    /// Brings one object in step on every replica. Returns false when some replica failed.
-    async fn sync_object(self: &Arc<Self>, reference: &ObjectRef, seen: Instant) -> bool {
-        let entry = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(reference)
-            .cloned();
-        let mut desired = Snapshot {
-            source: self.source.clone(),
-            ..Snapshot::default()
-        };
-        if let Some(entry) = entry {
-            desired.namespaces.insert(reference.namespace.clone());
-            desired.objects.insert(reference.clone(), entry);
-        }
-        let passes = self
-            .replicas
-            .iter()
-            .map(|replica| self.sync_object_on(replica, reference, &desired, seen));
-        futures::future::join_all(passes)
-            .await
-            .into_iter()
-            .all(|ok| ok)
-    }
-
-    async fn sync_object_on(
-        &self,
-        replica: &Replica,
-        reference: &ObjectRef,
-        desired: &Snapshot,
-        seen: Instant,
-    ) -> bool {
-        let scope = &self.options.pass.scope;
-        let fail = |error: String| {
-            replica.unreachable.store(true, Ordering::Release);
-            if let Err(e) = apply::fail_unreachable(&replica.name, desired, &error, self.sinks()) {
-                warn!(%e, "cannot record a failed job");
-            }
-            false
-        };
-        let wanted = desired.objects.contains_key(reference);
-        // Without adoption, a copy the listing missed must be seen before anything is written.
-        let known_missing =
-            wanted && self.options.pass.plan.adopt && replica.present.lacks(reference);
-        let current = if known_missing {
-            None
-        } else {
-            match replica
-                .cluster
-                .get(reference.kind, &reference.namespace, &reference.name)
-                .await
-            {
-                Ok(current) => current,
-                Err(error) => return fail(format!("{error:#}")),
-            }
-        };
-        let found = current.is_some();
-        let raw = current.map(|value| RawObject {
-            value,
-            origin: replica.name.clone(),
-            archived: None,
-        });
-        let mut live = match Snapshot::build(&replica.name, raw, scope) {
-            Ok(live) => live,
-            Err(error) => return fail(error.to_string()),
-        };
-        if replica.knows_namespace(&reference.namespace) {
-            live.namespaces.insert(reference.namespace.clone());
-        }
-        match self.plan_and_apply(replica, desired, &live).await {
-            Ok((plan, report)) => {
-                if wanted {
-                    // Written, or failed and then worth a GET before the next attempt.
-                    replica.present.note_present(reference);
-                } else if !found || report.failed == 0 && plan.summary.prune > 0 {
-                    replica.present.note_absent(reference);
-                }
-                if plan.summary.drift() > 0 && report.failed == 0 {
-                    self.metrics
-                        .propagation_seconds
-                        .with_label_values(&[&replica.name])
-                        .observe(seen.elapsed().as_secs_f64());
-                }
-                report.failed == 0
-            }
-            Err(error) => {
-                warn!(%error, "job database error");
-                false
-            }
-        }
-    }
-
-    /// Records work that never ran as pending jobs, one per replica, for the next start.
-    fn record_pending(&self, left: &[Work]) -> Result<(), crate::store::Error> {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+    /// Records work that never ran as pending jobs, for the next start.
+    fn record_pending(&self, replica: &Replica, left: &[Work]) -> Result<(), store::Error> {
+        let recorded = self.options.pass.recorded(&self.state.empty_snapshot());
         for work in left {
             let Work::Object(reference) = work else {
                 continue;
             };
             // A deletion has no desired object: the next start's full pass prunes it.
-            let Some(entry) = cache.get(reference) else {
+            let Some(entry) = self.state.get(reference) else {
                 continue;
             };
-            for replica in &self.replicas {
-                self.store.begin(&NewJob {
-                    replica: &replica.name,
-                    kind: reference.kind.kind,
-                    namespace: &reference.namespace,
-                    name: &reference.name,
-                    operation: Operation::Apply,
-                    change_key: entry.change_key.as_str(),
-                    action: "sync",
-                })?;
-            }
+            self.store.begin(&NewJob {
+                replica: &replica.name,
+                kind: reference.kind.kind,
+                namespace: &reference.namespace,
+                name: &reference.name,
+                operation: Operation::Apply,
+                change_key: entry.change_key.as_str(),
+                action: "sync",
+                options: Some(&recorded),
+            })?;
         }
         if !left.is_empty() {
-            info!(items = left.len(), "queued work recorded as pending");
+            info!(replica = %replica.name, items = left.len(), "queued work recorded as pending");
         }
         Ok(())
+    }
+
+    /// Keeps the gauges that change with time alone (lags) true at every scrape.
+    fn install_refresher(self: &Arc<Self>) {
+        let watch = Arc::downgrade(self);
+        self.metrics.refresh_with(Box::new(move |metrics| {
+            let Some(watch) = watch.upgrade() else {
+                return;
+            };
+            metrics
+                .primary_reachable
+                .set(i64::from(watch.state.complete().is_ok()));
+            for replica in &watch.replicas {
+                let figures = replica.tracker.figures();
+                let name = [replica.name.as_str()];
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                metrics
+                    .drifted
+                    .with_label_values(&name)
+                    .set(count(figures.drifted));
+                metrics
+                    .prunes_held
+                    .with_label_values(&name)
+                    .set(count(figures.held));
+                metrics
+                    .prunes_delayed
+                    .with_label_values(&name)
+                    .set(count(figures.delayed));
+                metrics
+                    .replication_lag
+                    .with_label_values(&name)
+                    .set(figures.lag.as_secs_f64());
+                metrics
+                    .reachable
+                    .with_label_values(&name)
+                    .set(i64::from(replica.health.problem().is_none()));
+                metrics
+                    .queue_depth
+                    .set(watch.replicas.iter().map(|r| r.queue.len() as i64).sum());
+            }
+        }));
+    }
+
+    /// Whether the process is in step: `Err` says why not (`/readyz`).
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(reason) = self.state.unreachable() {
+            return Err(format!(
+                "primary {} is unreachable: {reason}",
+                self.primary_name
+            ));
+        }
+        self.state.complete()?;
+        if !self.first_pass_done.load(Ordering::Acquire) {
+            return Err("the first full pass is not done".into());
+        }
+        if let Some(problem) = self.replicas.iter().find_map(|r| r.health.problem()) {
+            return Err(format!("replica {problem}"));
+        }
+        let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((name, _)) = watchers.iter().find(|(_, s)| **s != WatcherState::Running) {
+            return Err(format!("watcher {name} is not running"));
+        }
+        Ok(())
+    }
+
+    /// What `/api/status` shows of the primary, the replicas and the watchers.
+    pub fn status(&self) -> Value {
+        let waiting: BTreeMap<&str, String> = self
+            .options
+            .pass
+            .scope
+            .kinds
+            .iter()
+            .filter_map(|k| self.state.authority(k).err().map(|e| (k.plural, e)))
+            .collect();
+        let unreachable = self.state.unreachable();
+        let primary = json!({
+            "name": self.primary_name,
+            "kind": "cluster",
+            "source": self.state.source(),
+            "reachable": unreachable.is_none(),
+            "version": self.primary_health.version(),
+            "error": unreachable,
+            "authoritative": waiting.is_empty(),
+            "waiting": waiting,
+            "objects": self.state.len(),
+            "last_pass": self.store.last_pass().ok().flatten(),
+        });
+        let replicas: Vec<Value> = self
+            .replicas
+            .iter()
+            .map(|replica| {
+                let figures = replica.tracker.figures();
+                let last_success = self
+                    .metrics
+                    .replica_gauge(&self.metrics.last_success, &replica.name)
+                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                    .map(|t| t.to_string());
+                json!({
+                    "name": replica.name,
+                    "kind": "cluster",
+                    "reachable": replica.health.problem().is_none(),
+                    "version": replica.health.version(),
+                    "error": replica.health.problem(),
+                    "drifted": figures.drifted,
+                    "held": figures.held,
+                    "delayed": figures.delayed,
+                    "lag_seconds": figures.lag.as_secs_f64(),
+                    "queued": replica.queue.len(),
+                    "last_success": last_success,
+                })
+            })
+            .collect();
+        let watchers = self
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        json!({"primary": primary, "replicas": replicas, "watchers": watchers})
+    }
+
+    /// The names of the replicas.
+    pub fn replica_names(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn replica(&self, name: &str) -> Result<&Arc<Replica>, Refusal> {
+        self.replicas
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                Refusal::NotHere(format!(
+                    "replica {name:?} is not among this process's replicas"
+                ))
+            })
+    }
+
+    /// Re-runs a job's change now against the primary's state (`/retry`), with the options
+    /// of the pass that made it.
+    pub async fn retry(&self, job: &Job) -> Result<Report, Refusal> {
+        let replica = self.replica(&job.replica)?;
+        let reference = job_object(job).ok_or_else(|| {
+            Refusal::NotHere(format!("job {}: unknown kind {}", job.id, job.kind))
+        })?;
+        self.state
+            .authority(reference.kind)
+            .map_err(Refusal::NotAuthoritative)?;
+        let recorded = RecordedOptions::of(job);
+        let (report, _) = self
+            .sync_object(
+                replica,
+                &reference,
+                Instant::now(),
+                recorded.as_ref(),
+                false,
+            )
+            .await?;
+        Ok(report)
+    }
+
+    /// Releases the prunes held on `replica` now (`POST /api/prunes/release`): each object
+    /// still gone from the primary is pruned past the limit. The release is recorded.
+    pub async fn release(&self, replica: &str, by: &str) -> Result<Report, Refusal> {
+        let replica = self.replica(replica)?;
+        let held = self.store.jobs(&JobFilter {
+            status: Some(Status::Held),
+            replica: Some(replica.name.clone()),
+            limit: None,
+        })?;
+        let objects: BTreeSet<ObjectRef> = held.iter().filter_map(job_object).collect();
+        let mut total = Report {
+            replica: replica.name.clone(),
+            ..Report::default()
+        };
+        if objects.is_empty() {
+            return Ok(total);
+        }
+        for reference in &objects {
+            self.state
+                .authority(reference.kind)
+                .map_err(Refusal::NotAuthoritative)?;
+        }
+        self.store
+            .record_release(&replica.name, by, objects.len())?;
+        info!(replica = %replica.name, %by, prunes = objects.len(), "held prunes released");
+        for reference in &objects {
+            let (report, _) = self
+                .sync_object(replica, reference, Instant::now(), None, true)
+                .await?;
+            total.pruned += report.pruned;
+            total.failed += report.failed;
+            total.unchanged += report.unchanged;
+            total.writes += report.writes;
+        }
+        Ok(total)
+    }
+
+    /// Records a watcher's state in the status and the metric.
+    fn mark(&self, watcher: &str, state: WatcherState) {
+        let running = i64::from(state == WatcherState::Running);
+        self.metrics
+            .watchers
+            .with_label_values(&[watcher])
+            .set(running);
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(watcher.to_string(), state);
+    }
+
+    /// A change of the primary: every replica's queue gets the object.
+    fn changed_on_primary(&self, reference: &ObjectRef) {
+        let now = Instant::now();
+        for replica in &self.replicas {
+            replica.tracker.queued(reference, now);
+            replica.queue.add(Work::Object(reference.clone()), now);
+        }
     }
 }

@@ -19,6 +19,7 @@ pub struct WorkQueue<T> {
     state: Mutex<State<T>>,
     ready: Notify,
     delay: Duration,
+    closing: tokio_util::sync::CancellationToken,
 }
 
 struct State<T> {
@@ -47,7 +48,13 @@ impl<T: Clone + Eq + Hash> WorkQueue<T> {
                 closed: false,
             }),
             ready: Notify::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Resolves once the queue is closed.
+    pub async fn until_closed(&self) {
+        self.closing.cancelled().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
@@ -139,6 +146,17 @@ impl<T: Clone + Eq + Hash> WorkQueue<T> {
         self.len() == 0
     }
 
+    /// Takes every waiting item out (a full pass is about to cover them); items being worked
+    /// on stay taken.
+    pub fn drain(&self) -> Vec<T> {
+        let mut state = self.lock();
+        let left: Vec<T> = state.order.drain(..).collect();
+        for item in &left {
+            state.waiting.remove(item);
+        }
+        left
+    }
+
     /// Stops handing out items; returns those still waiting, so they can be recorded.
     pub fn close(&self) -> Vec<T> {
         let mut state = self.lock();
@@ -146,6 +164,7 @@ impl<T: Clone + Eq + Hash> WorkQueue<T> {
         let left: Vec<T> = state.order.drain(..).collect();
         state.waiting.clear();
         drop(state);
+        self.closing.cancel();
         self.ready.notify_waiters();
         left
     }
@@ -212,6 +231,24 @@ mod tests {
         let before = Instant::now();
         assert_eq!(queue.take().await.map(|(i, _)| i), Some("b"));
         assert!(before.elapsed() < Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn draining_takes_what_waits_and_keeps_what_is_taken() {
+        let queue = WorkQueue::new();
+        let now = Instant::now();
+        queue.add("a", now);
+        queue.add("b", now);
+        let (taken, _) = queue.take().await.unwrap();
+        queue.add(taken, now);
+        assert_eq!(queue.drain(), vec!["b"]);
+        assert!(queue.is_empty());
+        queue.done(&taken);
+        assert_eq!(
+            queue.len(),
+            1,
+            "added again while held: still queued after done"
+        );
     }
 
     #[tokio::test]

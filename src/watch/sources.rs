@@ -1,8 +1,11 @@
-//! Where watch mode's work comes from: watchers on the primary (every synced kind, and
-//! namespaces), watchers on each replica's managed objects, and a probe that brings an
-//! unreachable replica back with a full pass.
+//! Where watch mode's state and work come from: watchers on the primary (every synced
+//! collection, and namespaces) feeding its state, watchers on each replica's managed objects,
+//! and probes that tell whether each cluster answers.
+//!
+//! A primary watcher that fails starts over with a new listing (after a backoff) rather than
+//! resuming where it was: until that listing is done its kind is not authoritative. When the
+//! primary answers again after its probe failed, every primary watcher lists again.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,28 +19,55 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Replica, Watch, WatcherState, Work};
+use super::primary::Change;
+use super::{Collection, Replica, Watch, WatcherState, Work};
 use crate::diff;
 use crate::kinds::Kind;
 use crate::normalize::MANAGED_LABEL;
-use crate::snapshot::{ObjectRef, RawObject, Snapshot};
+use crate::retry::RetryPolicy;
+use crate::scope::Scope;
+use crate::snapshot::{Entry, ObjectRef, RawObject, Snapshot};
 
-/// Starts every watcher and the replica probes.
-pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &CancellationToken) {
-    for kind in watch.options.pass.scope.kinds.iter() {
-        for (namespace, api) in apis(watch.primary.client(), kind, &watch.options.pass.scope) {
-            let name = format!("primary/{}", kind.plural);
-            watch.mark(&name, WatcherState::Starting);
-            tasks.spawn(primary_watcher(
-                watch.clone(),
+/// Watch calls the server ends after this many seconds, so that a quiet stream closes
+/// cleanly and is resumed before the client's 60 s read timeout would break it.
+const WATCH_TIMEOUT: u32 = 45;
+
+/// The collections a scope watches on the primary: per kind, cluster-wide or one per
+/// namespace of `--sync-namespaces`.
+pub(super) fn collections(scope: &Scope) -> Vec<Collection> {
+    let mut collections = Vec::new();
+    for kind in scope.kinds.iter() {
+        match &scope.namespaces {
+            None => collections.push(Collection {
                 kind,
-                namespace,
-                api,
-                name,
-                stop.clone(),
-            ));
+                namespace: None,
+            }),
+            Some(namespaces) => collections.extend(namespaces.iter().map(|ns| Collection {
+                kind,
+                namespace: Some(ns.clone()),
+            })),
         }
-        for replica in &watch.replicas {
+    }
+    collections
+}
+
+/// Starts every watcher and probe.
+pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &CancellationToken) {
+    tasks.spawn(primary_probe(watch.clone(), stop.clone()));
+    for collection in collections(&watch.options.pass.scope) {
+        let name = watcher_name("primary", &collection);
+        watch.mark(&name, WatcherState::Starting);
+        tasks.spawn(primary_watcher(
+            watch.clone(),
+            collection,
+            name,
+            stop.clone(),
+        ));
+    }
+    watch.mark("primary/namespaces", WatcherState::Starting);
+    tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
+    for replica in &watch.replicas {
+        for kind in watch.options.pass.scope.kinds.iter() {
             for (_, api) in apis(replica.cluster.client(), kind, &watch.options.pass.scope) {
                 let name = format!("{}/{}", replica.name, kind.plural);
                 watch.mark(&name, WatcherState::Starting);
@@ -51,22 +81,29 @@ pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &Cancella
                 ));
             }
         }
+        tasks.spawn(replica_probe(watch.clone(), replica.clone(), stop.clone()));
     }
-    watch.mark("primary/namespaces", WatcherState::Starting);
-    tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
-    for replica in &watch.replicas {
-        tasks.spawn(probe(watch.clone(), replica.clone(), stop.clone()));
+}
+
+fn watcher_name(cluster: &str, collection: &Collection) -> String {
+    match &collection.namespace {
+        Some(ns) => format!("{cluster}/{}/{ns}", collection.kind.plural),
+        None => format!("{cluster}/{}", collection.kind.plural),
     }
+}
+
+fn resource(kind: &Kind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
+    ApiResource::from_gvk_with_plural(&gvk, kind.plural)
 }
 
 /// One API per watched collection: cluster-wide, or one per namespace of `--sync-namespaces`.
 fn apis(
     client: &kube::Client,
     kind: &'static Kind,
-    scope: &crate::scope::Scope,
+    scope: &Scope,
 ) -> Vec<(Option<String>, Api<DynamicObject>)> {
-    let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
+    let resource = resource(kind);
     match &scope.namespaces {
         None => vec![(None, Api::all_with(client.clone(), &resource))],
         Some(namespaces) => namespaces
@@ -80,10 +117,6 @@ fn apis(
             .collect(),
     }
 }
-
-/// Watch calls the server ends after this many seconds, so that a quiet stream closes
-/// cleanly and is resumed before the client's 60 s read timeout would break it.
-const WATCH_TIMEOUT: u32 = 45;
 
 fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT)
@@ -114,6 +147,115 @@ fn reference_of(kind: &'static Kind, object: &DynamicObject) -> Option<ObjectRef
     })
 }
 
+impl Watch {
+    /// Normalizes and keys an object of the primary; `None` when it is out of scope or never
+    /// synced.
+    fn primary_entry(
+        &self,
+        kind: &'static Kind,
+        object: DynamicObject,
+    ) -> Option<(ObjectRef, Entry)> {
+        let raw = to_raw(kind, object, "primary")?;
+        match Snapshot::build("primary", [raw], &self.options.pass.scope) {
+            Ok(snapshot) => snapshot.objects.into_iter().next(),
+            Err(error) => {
+                warn!(%error, "skipping an object the primary sent");
+                None
+            }
+        }
+    }
+
+    fn count_event(&self, kind: &str, event: &str) {
+        self.metrics
+            .watch_events
+            .with_label_values(&[kind, event])
+            .inc();
+    }
+
+    fn lose(&self, collection: &Collection, error: &str) {
+        self.state.lost(collection, error);
+        self.losses.fetch_add(1, Ordering::AcqRel);
+        self.authority_changed.notify_waiters();
+    }
+}
+
+/// Lists and watches one collection of the primary into its state; on a failure, or when the
+/// primary comes back from an outage, starts over with a new listing.
+async fn primary_watcher(
+    watch: Arc<Watch>,
+    collection: Collection,
+    name: String,
+    stop: CancellationToken,
+) {
+    let kind = collection.kind;
+    let api = match &collection.namespace {
+        Some(ns) => Api::namespaced_with(watch.primary.client().clone(), ns, &resource(kind)),
+        None => Api::all_with(watch.primary.client().clone(), &resource(kind)),
+    };
+    let mut relist = watch.relist.subscribe();
+    let mut failures = 0;
+    loop {
+        relist.mark_unchanged();
+        let events = watcher(api.clone(), watch_config());
+        futures::pin_mut!(events);
+        let error = loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                _ = relist.changed() => break None,
+                () = stop.cancelled() => return,
+            };
+            match event {
+                None => break Some("the watch stream ended".to_string()),
+                Some(Err(error)) => break Some(error.to_string()),
+                Some(Ok(watcher::Event::Init)) => watch.state.init(&collection),
+                Some(Ok(watcher::Event::InitApply(object))) => {
+                    watch.count_event(kind.kind, "init");
+                    if let Some((reference, entry)) = watch.primary_entry(kind, object) {
+                        watch.state.init_apply(&collection, reference, entry);
+                    }
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    // The full pass that follows completeness covers what the listing changed.
+                    watch.state.init_done(&collection);
+                    failures = 0;
+                    watch.mark(&name, WatcherState::Running);
+                    watch.authority_changed.notify_waiters();
+                }
+                Some(Ok(watcher::Event::Apply(object))) => {
+                    watch.count_event(kind.kind, "apply");
+                    if let Some((reference, entry)) = watch.primary_entry(kind, object)
+                        && watch.state.apply(reference.clone(), entry) == Change::Applied
+                    {
+                        watch.changed_on_primary(&reference);
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(object))) => {
+                    watch.count_event(kind.kind, "delete");
+                    if let Some(reference) = reference_of(kind, &object)
+                        && watch.state.delete(&reference) == Change::Deleted
+                    {
+                        watch.changed_on_primary(&reference);
+                    }
+                }
+            }
+        };
+        let reason = error.unwrap_or_else(|| "the primary answers again after an outage".into());
+        watch.lose(&collection, &reason);
+        watch.mark(&name, WatcherState::Recovering(reason));
+        failures += 1;
+        let pause = RetryPolicy {
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        }
+        .delay(failures, None);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// Feeds each event of `events` to `handle` until `stop`, keeping the watcher's state (in the
 /// status and the metric) up to date. The stream recovers from errors by itself, with backoff.
 async fn pump<K>(
@@ -140,44 +282,10 @@ async fn pump<K>(
                 handle(event);
             }
             Some(Err(error)) => {
-                warn!(watcher = %name, %error, "watch failed; retrying with backoff");
                 watch.mark(name, WatcherState::Recovering(error.to_string()));
             }
         }
     }
-}
-
-async fn primary_watcher(
-    watch: Arc<Watch>,
-    kind: &'static Kind,
-    namespace: Option<String>,
-    api: Api<DynamicObject>,
-    name: String,
-    stop: CancellationToken,
-) {
-    let events = watcher(api, watch_config()).default_backoff();
-    // References listed since the stream (re)started; whatever the cache had that is not among
-    // them was deleted while the stream was down.
-    let mut listed: HashSet<ObjectRef> = HashSet::new();
-    pump(&watch, &name, events, &stop, |event| match event {
-        watcher::Event::Init => listed.clear(),
-        watcher::Event::InitApply(object) => {
-            if let Some(reference) = reference_of(kind, &object) {
-                listed.insert(reference);
-            }
-            watch.on_primary_object(kind, object, "init");
-        }
-        watcher::Event::InitDone => watch.forget_unlisted(kind, namespace.as_deref(), &listed),
-        watcher::Event::Apply(object) => watch.on_primary_object(kind, object, "apply"),
-        watcher::Event::Delete(object) => {
-            let events = &watch.metrics.watch_events;
-            events.with_label_values(&[kind.kind, "delete"]).inc();
-            if let Some(reference) = reference_of(kind, &object) {
-                watch.forget(&reference);
-            }
-        }
-    })
-    .await;
 }
 
 async fn replica_watcher(
@@ -207,14 +315,12 @@ async fn replica_watcher(
                 return;
             };
             replica.present.note_absent(&reference);
-            // A managed copy deleted by hand: bring it back if the primary still has it.
-            let still_wanted = watch
-                .cache
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&reference);
-            if still_wanted {
-                watch.queue.add(Work::Object(reference), Instant::now());
+            // A managed copy deleted by hand: bring it back if the primary still has it (the
+            // per-object pass waits while the primary's state is not authoritative).
+            if watch.state.contains(&reference) || watch.state.authority(kind).is_err() {
+                let now = Instant::now();
+                replica.tracker.queued(&reference, now);
+                replica.queue.add(Work::Object(reference), now);
             }
         }
         watcher::Event::Init | watcher::Event::InitDone => {}
@@ -237,115 +343,98 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
         if terminating || watch.options.pass.scope.admits_namespace(&ns).is_err() {
             return;
         }
-        let events = &watch.metrics.watch_events;
-        events.with_label_values(&["Namespace", "apply"]).inc();
-        if watch.replicas.iter().any(|r| !r.knows_namespace(&ns)) {
-            watch.queue.add(Work::Namespace(ns), Instant::now());
+        watch.count_event("Namespace", "apply");
+        watch.state.add_namespace(&ns);
+        for replica in &watch.replicas {
+            if !replica.knows_namespace(&ns) {
+                replica
+                    .queue
+                    .add(Work::Namespace(ns.clone()), Instant::now());
+            }
         }
     })
     .await;
 }
 
-/// While a replica is unreachable, asks it for its version with growing pauses; once it
-/// answers, a full pass of that replica catches up on everything it missed.
-async fn probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: CancellationToken) {
-    let mut pause = Duration::from_millis(500);
+/// Asks the primary whether it answers every probe interval. Its identity is asked for until
+/// known. A failure makes every kind wait; the first answer after one makes every watcher list
+/// again.
+async fn primary_probe(watch: Arc<Watch>, stop: CancellationToken) {
+    let interval = watch.options.probe_interval;
     loop {
+        let answer = tokio::time::timeout(interval, watch.primary.version()).await;
+        let problem = match answer {
+            Ok(Ok(version)) => {
+                watch.primary_health.answered(version);
+                None
+            }
+            Ok(Err(error)) => Some(format!("{error:#}")),
+            Err(_) => Some(format!("no answer within {interval:?}")),
+        };
+        match (problem, watch.state.unreachable()) {
+            (Some(problem), None) => {
+                watch.primary_health.down(&problem);
+                watch.state.set_unreachable(Some(problem));
+                watch.losses.fetch_add(1, Ordering::AcqRel);
+                watch.authority_changed.notify_waiters();
+            }
+            (None, Some(_)) => {
+                watch.primary_health.up();
+                watch.state.set_unreachable(None);
+                watch.relist.send_modify(|generation| *generation += 1);
+            }
+            _ => {}
+        }
+        if watch.state.source().is_none() && watch.state.unreachable().is_none() {
+            match watch.primary.identity().await {
+                Ok(identity) => {
+                    info!(source = %identity, "the primary's identity");
+                    watch.state.set_identity(identity);
+                    watch.authority_changed.notify_waiters();
+                }
+                Err(error) => warn!(%error, "cannot learn the primary's identity"),
+            }
+        }
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(interval) => {}
             () = stop.cancelled() => return,
         }
-        if !replica.unreachable.load(Ordering::Acquire) {
-            pause = Duration::from_millis(500);
-            continue;
+    }
+}
+
+/// Asks a replica whether it answers every probe interval; once it answers after an outage, a
+/// full pass of it catches up on everything it missed, and its workers resume.
+async fn replica_probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: CancellationToken) {
+    let interval = watch.options.probe_interval;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
         }
-        if replica.cluster.version().await.is_err() {
-            pause = (pause * 2).min(Duration::from_secs(10));
-            continue;
-        }
-        info!(replica = %replica.name, "replica is back; catching up with a full pass");
-        let desired = watch.cached_snapshot();
-        if let Err(error) = watch.sync_whole(&replica, &desired).await {
-            warn!(%error, "job database error");
+        let answer = tokio::time::timeout(interval, replica.cluster.version()).await;
+        let problem = match answer {
+            Ok(Ok(version)) => {
+                replica.health.answered(version);
+                None
+            }
+            Ok(Err(error)) => Some(format!("{error:#}")),
+            Err(_) => Some(format!("no answer within {interval:?}")),
+        };
+        match (problem, replica.health.is_up()) {
+            (Some(problem), _) => {
+                replica.health.down(&problem);
+            }
+            (None, false) => {
+                if let Err(error) = watch.catch_up(&replica).await {
+                    warn!(%error, "job database error");
+                }
+            }
+            (None, true) => {}
         }
     }
 }
 
 impl Watch {
-    /// Records a watcher's state in the status and the metric.
-    fn mark(&self, watcher: &str, state: WatcherState) {
-        let running = i64::from(state == WatcherState::Running);
-        self.metrics
-            .watchers
-            .with_label_values(&[watcher])
-            .set(running);
-        self.status.set(watcher, state);
-    }
-
-    /// An event of the primary: normalize, key, and queue the object if its key changed.
-    fn on_primary_object(&self, kind: &'static Kind, object: DynamicObject, event: &str) {
-        self.metrics
-            .watch_events
-            .with_label_values(&[kind.kind, event])
-            .inc();
-        let Some(raw) = to_raw(kind, object, "primary") else {
-            return;
-        };
-        let snapshot = match Snapshot::build(&self.source, [raw], &self.options.pass.scope) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                warn!(%error, "skipping an object the primary sent");
-                return;
-            }
-        };
-        // Out of scope or never synced: nothing to do.
-        let Some((reference, entry)) = snapshot.objects.into_iter().next() else {
-            return;
-        };
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        // Status-only updates normalize to the same key: they cost nothing.
-        if cache
-            .get(&reference)
-            .is_some_and(|old| old.change_key == entry.change_key)
-        {
-            return;
-        }
-        cache.insert(reference.clone(), entry);
-        drop(cache);
-        self.queue.add(Work::Object(reference), Instant::now());
-        self.metrics.queue_depth.set(self.queue.len() as i64);
-    }
-
-    /// The primary deleted an object: drop it from the cache and prune the replicas' copies.
-    fn forget(&self, reference: &ObjectRef) {
-        let removed = self
-            .cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(reference);
-        if removed.is_some() {
-            self.queue
-                .add(Work::Object(reference.clone()), Instant::now());
-        }
-    }
-
-    /// After a relist of `kind` (in `namespace`, for a watcher of one namespace): objects the
-    /// cache has there but the list lacked were deleted.
-    fn forget_unlisted(&self, kind: &Kind, namespace: Option<&str>, listed: &HashSet<ObjectRef>) {
-        let gone: Vec<ObjectRef> = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|r| r.kind == kind && !listed.contains(*r))
-            .filter(|r| namespace.is_none_or(|ns| r.namespace == ns))
-            .cloned()
-            .collect();
-        for reference in gone {
-            self.forget(&reference);
-        }
-    }
-
     /// An event of a replica's managed object: queue the object when it drifted from the
     /// primary's. The events of k8s-sync's own writes find it in step and cost nothing.
     fn on_replica_object(&self, replica: &Replica, kind: &'static Kind, object: DynamicObject) {
@@ -358,8 +447,7 @@ impl Watch {
         let Some((reference, have)) = live.objects.into_iter().next() else {
             return;
         };
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let in_step = cache.get(&reference).is_some_and(|want| {
+        let in_step = self.state.get(&reference).is_some_and(|want| {
             let mut paths = Vec::new();
             diff::subset_differences(&want.object, &have.object, &mut String::new(), &mut paths);
             paths.is_empty()
@@ -368,23 +456,10 @@ impl Watch {
                     .as_ref()
                     .is_some_and(|a| a.change_key == want.change_key)
         });
-        drop(cache);
         if !in_step {
-            self.queue.add(Work::Object(reference), Instant::now());
+            let now = Instant::now();
+            replica.tracker.queued(&reference, now);
+            replica.queue.add(Work::Object(reference), now);
         }
-    }
-
-    /// The cache as a snapshot, for catching a replica up.
-    fn cached_snapshot(&self) -> Snapshot {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let mut snapshot = Snapshot {
-            source: self.source.clone(),
-            ..Snapshot::default()
-        };
-        for (reference, entry) in cache.iter() {
-            snapshot.namespaces.insert(reference.namespace.clone());
-            snapshot.objects.insert(reference.clone(), entry.clone());
-        }
-        snapshot
     }
 }

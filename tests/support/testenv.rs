@@ -74,6 +74,14 @@ impl TestEnv {
         client_from(&self.kubeconfig(cluster)).await
     }
 
+    /// The source name k8s-sync gives objects from `cluster` by default: `cluster/` and the
+    /// uid of its `kube-system` namespace.
+    pub async fn identity(&self, cluster: &str) -> String {
+        let api: Api<Namespace> = Api::all(self.client(cluster).await);
+        let namespace = api.get("kube-system").await.expect("get kube-system");
+        format!("cluster/{}", namespace.metadata.uid.expect("a uid"))
+    }
+
     /// A namespace no other test uses, created on the given clusters.
     pub async fn namespace(&self, prefix: &str, clusters: &[&str]) -> String {
         let name = format!("{prefix}-{:08x}", fastrand::u32(..));

@@ -1,0 +1,320 @@
+//! The primary's state in watch mode: one store fed by the list+watch of every synced
+//! collection, in order, on kube-runtime's watcher protocol.
+//!
+//! A collection (one kind, cluster-wide or in one namespace) is *complete* once its listing
+//! ended (`InitDone`) and until its stream fails. A relist (`Init`, `InitApply`…, `InitDone`)
+//! is buffered and swapped in at once, so readers never see half a listing, and before the
+//! first `InitDone` absence proves nothing. A kind is *authoritative* — may drive writes on the
+//! replicas — while the primary answers, its identity is known and every collection of the kind
+//! is complete. Entries are normalized and keyed as they arrive; a resync plans against this
+//! store instead of listing beside it, so the desired state never goes backwards.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::RwLock;
+
+use crate::kinds::Kind;
+use crate::snapshot::{Entry, ObjectRef, Snapshot};
+
+/// One watched collection: a kind, cluster-wide (`None`) or in one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Collection {
+    /// The kind.
+    pub kind: &'static Kind,
+    /// The namespace, for a watch of one namespace.
+    pub namespace: Option<String>,
+}
+
+impl Collection {
+    fn holds(&self, reference: &ObjectRef) -> bool {
+        reference.kind == self.kind
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == reference.namespace)
+    }
+}
+
+#[derive(Debug, Default)]
+struct CollectionState {
+    /// Listed in full, and the stream has not failed since.
+    complete: bool,
+    /// A relist in progress.
+    buffer: Option<HashMap<ObjectRef, Entry>>,
+    /// Why the stream last failed.
+    error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: HashMap<ObjectRef, Entry>,
+    namespaces: BTreeSet<String>,
+    collections: HashMap<Collection, CollectionState>,
+    identity: Option<String>,
+    unreachable: Option<String>,
+}
+
+/// The primary's state; one writer per collection (its watcher), many readers.
+#[derive(Debug, Default)]
+pub struct PrimaryState {
+    inner: RwLock<Inner>,
+    /// Aliases of the source name (the primary endpoint's name).
+    aliases: Vec<String>,
+    /// A name given with `--source-name`, which replaces the identity.
+    named: Option<String>,
+}
+
+/// What a watch event changed in the store.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing (a status-only update normalizes to the same key).
+    None,
+    /// The object is new or changed.
+    Applied,
+    /// The object is gone.
+    Deleted,
+}
+
+impl PrimaryState {
+    /// A store for `collections`, whose source is named `named` (or, without it, by the
+    /// cluster's identity) with `aliases`.
+    pub fn new(collections: Vec<Collection>, named: Option<String>, aliases: Vec<String>) -> Self {
+        let inner = Inner {
+            collections: collections
+                .into_iter()
+                .map(|c| (c, CollectionState::default()))
+                .collect(),
+            ..Inner::default()
+        };
+        PrimaryState {
+            inner: RwLock::new(inner),
+            aliases,
+            named,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the primary's identity, once it answered the question.
+    pub fn set_identity(&self, identity: String) {
+        self.write().identity = Some(identity);
+    }
+
+    /// The source name objects are written with, once known.
+    pub fn source(&self) -> Option<String> {
+        self.named.clone().or_else(|| self.read().identity.clone())
+    }
+
+    /// Records whether the primary answers (`None`) or not (why). Losing it makes every
+    /// collection incomplete: after an outage, only a new listing is authoritative.
+    pub fn set_unreachable(&self, reason: Option<String>) {
+        let mut inner = self.write();
+        if reason.is_some() {
+            for state in inner.collections.values_mut() {
+                state.complete = false;
+                state.buffer = None;
+            }
+        }
+        inner.unreachable = reason;
+    }
+
+    /// Why the primary is unreachable, if it is.
+    pub fn unreachable(&self) -> Option<String> {
+        self.read().unreachable.clone()
+    }
+
+    /// A relist of `collection` begins.
+    pub fn init(&self, collection: &Collection) {
+        if let Some(state) = self.write().collections.get_mut(collection) {
+            state.buffer = Some(HashMap::new());
+        }
+    }
+
+    /// One object of a relist.
+    pub fn init_apply(&self, collection: &Collection, reference: ObjectRef, entry: Entry) {
+        if let Some(buffer) = self
+            .write()
+            .collections
+            .get_mut(collection)
+            .and_then(|s| s.buffer.as_mut())
+        {
+            buffer.insert(reference, entry);
+        }
+    }
+
+    /// The relist of `collection` ended: its objects are replaced at once. Returns the objects
+    /// that changed or went away with it.
+    pub fn init_done(&self, collection: &Collection) -> Vec<ObjectRef> {
+        let mut inner = self.write();
+        let Some(listed) = inner
+            .collections
+            .get_mut(collection)
+            .and_then(|s| s.buffer.take())
+        else {
+            return Vec::new();
+        };
+        let mut changed: Vec<ObjectRef> = inner
+            .objects
+            .keys()
+            .filter(|r| collection.holds(r) && !listed.contains_key(*r))
+            .cloned()
+            .collect();
+        for reference in &changed {
+            inner.objects.remove(reference);
+        }
+        for (reference, entry) in listed {
+            let same = inner
+                .objects
+                .get(&reference)
+                .is_some_and(|old| old.change_key == entry.change_key);
+            if !same {
+                changed.push(reference.clone());
+            }
+            inner.namespaces.insert(reference.namespace.clone());
+            inner.objects.insert(reference, entry);
+        }
+        if let Some(state) = inner.collections.get_mut(collection) {
+            state.complete = true;
+            state.error = None;
+        }
+        changed
+    }
+
+    /// An object was added or changed on the primary.
+    pub fn apply(&self, reference: ObjectRef, entry: Entry) -> Change {
+        let mut inner = self.write();
+        if inner
+            .objects
+            .get(&reference)
+            .is_some_and(|old| old.change_key == entry.change_key)
+        {
+            return Change::None;
+        }
+        inner.namespaces.insert(reference.namespace.clone());
+        inner.objects.insert(reference, entry);
+        Change::Applied
+    }
+
+    /// An object was deleted on the primary.
+    pub fn delete(&self, reference: &ObjectRef) -> Change {
+        match self.write().objects.remove(reference) {
+            Some(_) => Change::Deleted,
+            None => Change::None,
+        }
+    }
+
+    /// The stream of `collection` failed: its state is no longer known to be complete.
+    pub fn lost(&self, collection: &Collection, error: &str) {
+        if let Some(state) = self.write().collections.get_mut(collection) {
+            state.complete = false;
+            state.buffer = None;
+            state.error = Some(error.to_string());
+        }
+    }
+
+    /// A namespace the primary has.
+    pub fn add_namespace(&self, namespace: &str) {
+        self.write().namespaces.insert(namespace.to_string());
+    }
+
+    /// Whether the state of `kind` may drive writes; `Err` says why not.
+    pub fn authority(&self, kind: &Kind) -> Result<(), String> {
+        let inner = self.read();
+        if let Some(reason) = &inner.unreachable {
+            return Err(format!("the primary is unreachable ({reason})"));
+        }
+        if self.named.is_none() && inner.identity.is_none() {
+            return Err("the primary's identity is not known yet".into());
+        }
+        let incomplete = inner
+            .collections
+            .iter()
+            .find(|(c, s)| c.kind == kind && !s.complete);
+        match incomplete {
+            None => Ok(()),
+            Some((_, state)) => Err(match &state.error {
+                Some(error) => format!(
+                    "{} are not listed in full from the primary since its watch failed ({error})",
+                    kind.plural
+                ),
+                None => format!(
+                    "{} are not listed in full from the primary yet",
+                    kind.plural
+                ),
+            }),
+        }
+    }
+
+    /// Whether every kind is authoritative.
+    pub fn complete(&self) -> Result<(), String> {
+        let kinds: BTreeSet<&'static Kind> =
+            self.read().collections.keys().map(|c| c.kind).collect();
+        kinds.into_iter().try_for_each(|k| self.authority(k))
+    }
+
+    /// One object's desired state, if the primary has it.
+    pub fn get(&self, reference: &ObjectRef) -> Option<Entry> {
+        self.read().objects.get(reference).cloned()
+    }
+
+    /// Whether the primary has the object.
+    pub fn contains(&self, reference: &ObjectRef) -> bool {
+        self.read().objects.contains_key(reference)
+    }
+
+    /// The whole state as a snapshot, for a full pass (empty while the source is unnamed).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = self.empty_snapshot();
+        let inner = self.read();
+        snapshot.namespaces = inner.namespaces.clone();
+        snapshot.objects = inner
+            .objects
+            .iter()
+            .map(|(r, e)| (r.clone(), e.clone()))
+            .collect();
+        snapshot
+    }
+
+    /// A snapshot of one object (or of none, when the primary lacks it), for a per-object pass.
+    pub fn snapshot_of(&self, reference: &ObjectRef) -> Snapshot {
+        let mut snapshot = self.empty_snapshot();
+        if let Some(entry) = self.get(reference) {
+            snapshot.namespaces.insert(reference.namespace.clone());
+            snapshot.objects.insert(reference.clone(), entry);
+        }
+        snapshot
+    }
+
+    /// A snapshot of no object, named as the source.
+    pub fn empty_snapshot(&self) -> Snapshot {
+        Snapshot {
+            source: self.source().unwrap_or_default(),
+            aliases: self.aliases.clone(),
+            ..Snapshot::default()
+        }
+    }
+
+    /// Objects held.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    /// Whether no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl crate::safety::Authority for PrimaryState {
+    fn authority(&self, kind: &Kind) -> Result<(), String> {
+        PrimaryState::authority(self, kind)
+    }
+}
+
+#[cfg(test)]
+mod tests;

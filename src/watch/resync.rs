@@ -1,0 +1,182 @@
+//! Full passes in watch mode: the first once the primary is listed in full, one after every
+//! loss of that (an outage, a relist), one per replica when it answers again, and one every
+//! resync interval. Each plans against the primary's state, never a listing of its own.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Replica, Watch, Work};
+use crate::diff::Deferral;
+use crate::pass::{self, Focus};
+use crate::safety;
+use crate::snapshot::{ObjectRef, Snapshot};
+use crate::store;
+
+impl Watch {
+    /// Runs a full pass whenever the primary's state becomes complete: first at start, then
+    /// after every loss of completeness, however short.
+    pub(super) async fn coordinate(self: Arc<Self>, stop: CancellationToken) {
+        let mut covered: Option<u64> = None;
+        loop {
+            let woken = self.authority_changed.notified();
+            let losses = self.losses.load(Ordering::Acquire);
+            let due = covered != Some(losses) && self.state.complete().is_ok();
+            if !due {
+                tokio::select! {
+                    () = woken => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+            if covered.is_some() {
+                info!("the primary is listed in full again: full pass to catch up");
+            }
+            if let Err(error) = self.full_pass().await {
+                warn!(%error, "job database error in a full pass");
+            }
+            covered = Some(losses);
+            self.first_pass_done.store(true, Ordering::Release);
+        }
+    }
+
+    /// A full pass every resync interval.
+    pub(super) async fn resync_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut interval = tokio::time::interval(self.options.resync);
+        interval.tick().await;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            if !self.first_pass_done.load(Ordering::Acquire) {
+                continue;
+            }
+            info!("resync: full pass");
+            if let Err(error) = self.full_pass().await {
+                warn!(%error, "job database error in a resync");
+            }
+        }
+    }
+
+    /// Plans every replica that answers against the primary's state and applies.
+    pub(super) async fn full_pass(&self) -> Result<(), store::Error> {
+        let timer = self.metrics.pass_seconds.start_timer();
+        let started = Instant::now();
+        let desired = self.state.snapshot();
+        let passes = self
+            .replicas
+            .iter()
+            .filter(|r| r.health.is_up())
+            .map(|replica| self.sync_whole(replica, &desired, started));
+        for result in futures::future::join_all(passes).await {
+            result?;
+        }
+        timer.observe_duration();
+        Ok(())
+    }
+
+    /// A replica answers again: what queued up for it is covered by a full pass of it, after
+    /// which its workers resume.
+    pub(super) async fn catch_up(&self, replica: &Replica) -> Result<(), store::Error> {
+        replica.health.catching_up();
+        let started = Instant::now();
+        let drained = replica.queue.drain();
+        let desired = self.state.snapshot();
+        if self.sync_whole(replica, &desired, started).await? {
+            replica.health.up();
+        } else {
+            let now = Instant::now();
+            for work in drained {
+                replica.queue.add(work, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// A full pass of one replica against `desired`. Returns whether the replica could be
+    /// read; one that cannot is marked down, and its probe catches it up later.
+    async fn sync_whole(
+        &self,
+        replica: &Replica,
+        desired: &Snapshot,
+        started: Instant,
+    ) -> Result<bool, store::Error> {
+        let scope = &self.options.pass.scope;
+        let listing = match replica.cluster.list(scope).await {
+            Ok(listing) => listing,
+            Err(error) => {
+                replica.health.down(&format!("{error:#}"));
+                return Ok(false);
+            }
+        };
+        let names = listing.namespaces.clone();
+        let mut live = match Snapshot::build(&replica.name, listing.objects, scope) {
+            Ok(live) => live,
+            Err(error) => {
+                warn!(replica = %replica.name, %error, "cannot read the replica's objects");
+                return Ok(false);
+            }
+        };
+        for namespace in &names {
+            live.add_namespace(namespace, scope);
+        }
+        replica.learn_namespaces(names);
+        // The pass creates what the replica lacks; failures only cost a GET later.
+        replica
+            .present
+            .note_listed(live.objects.keys().chain(desired.objects.keys()).cloned());
+        let managed = safety::managed(desired, &live);
+        replica.set_managed(managed);
+
+        let recorded = self.options.pass.recorded(desired);
+        // The store may move on while the replica is read: objects whose state changed since
+        // `desired` was taken are queued already, and their own pass applies the newer state.
+        let current = |reference: &ObjectRef| {
+            self.state.get(reference).map(|e| e.change_key)
+                == desired.objects.get(reference).map(|e| e.change_key.clone())
+        };
+        let (plan, report) = pass::run(
+            &replica.cluster,
+            desired,
+            &live,
+            &self.options.pass,
+            Focus::Current(&current),
+            self.safety(replica, Some(managed)),
+            self.journal(&recorded),
+        )
+        .await?;
+        replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
+        replica.tracker.passed(&plan, &report, None, started);
+        self.schedule_delayed(replica, &plan);
+        if report.interrupted > 0 {
+            replica
+                .health
+                .down("writes got no answer during a full pass");
+        }
+        let figures = replica.tracker.figures();
+        self.metrics.record_pass(&report, figures.drifted);
+        Ok(report.interrupted == 0)
+    }
+
+    /// Queues each delayed prune of `plan` for when it is due.
+    pub(super) fn schedule_delayed(&self, replica: &Replica, plan: &crate::diff::Plan) {
+        for change in &plan.changes {
+            let Some(Deferral::Delayed { due }) = change.deferral else {
+                continue;
+            };
+            let wait = due.duration_since(jiff::Timestamp::now()).unsigned_abs();
+            let work = Work::Object(change.reference());
+            let queue_of = replica.name.clone();
+            let replicas = self.replicas.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Some(replica) = replicas.iter().find(|r| r.name == queue_of) {
+                    replica.queue.add(work, Instant::now());
+                }
+            });
+        }
+    }
+}
