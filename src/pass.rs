@@ -159,6 +159,8 @@ pub fn plan(
         None => HashMap::new(),
     };
     let context = Context {
+        desired,
+        live,
         now: jiff::Timestamp::now(),
         managed: safety
             .managed

@@ -8,7 +8,8 @@
 //! - a prune within `--prune-delay` of its deletion on the primary waits (`delayed`);
 //! - a pass that would prune more than `--max-prune` on one replica (over the sliding window,
 //!   in watch mode) prunes none of them: they are held;
-//! - held or delayed prunes whose objects are back on the primary are cancelled.
+//! - held or delayed prunes whose objects are back on the primary, or gone from the replica,
+//!   are cancelled.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -167,6 +168,10 @@ pub fn listed_in_full(_: &Kind) -> Result<(), String> {
 
 /// What a pass knows when it decides.
 pub struct Context<'a> {
+    /// The primary's state the plan was made from.
+    pub desired: &'a Snapshot,
+    /// The replica's state the plan was made from.
+    pub live: &'a Snapshot,
     /// Now, for due times.
     pub now: jiff::Timestamp,
     /// Objects the source manages on the replica (the base of a percentage limit).
@@ -180,7 +185,8 @@ pub struct Context<'a> {
 }
 
 /// Decides which changes of `plan` run now (see the module's documentation). Returns the held
-/// or delayed prunes to cancel: their objects are no longer to be pruned.
+/// or delayed prunes to cancel: their objects are no longer to be pruned (the primary has them
+/// again, or the replica no longer has them).
 pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<ObjectRef> {
     let mut waiting: Vec<(String, String)> = Vec::new();
     let mut left_out = 0;
@@ -206,10 +212,7 @@ pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<O
         .keys()
         .filter(|r| context.authority.authority(r.kind).is_ok())
         .filter(|r| {
-            !plan
-                .changes
-                .iter()
-                .any(|c| c.action == Action::Prune && &c.reference() == *r)
+            context.desired.objects.contains_key(*r) || !context.live.objects.contains_key(*r)
         })
         .cloned()
         .collect();

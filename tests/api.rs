@@ -897,6 +897,72 @@ mod e2e {
         // A retry is about one object: it says nothing of the whole replica's drift.
         assert!(status["replicas"][0]["drifted"].is_null(), "{status}");
     }
+
+    #[tokio::test]
+    async fn retry_runs_with_the_options_of_the_pass_that_made_the_job() {
+        let Some(env) = TestEnv::get() else { return };
+        let ns = env
+            .namespace("api-recorded", &["primary", "replica-2"])
+            .await;
+        let primary_client = env.client("primary").await;
+        create(&primary_client, &ns, configmap("theirs")).await;
+        create(&primary_client, &ns, configmap("mine")).await;
+        let dir = TestDir::new();
+        let readonly = format!("ro={}", env.readonly_kubeconfig("replica-2").display());
+        let primary = env.arg("primary");
+        // Both creates are refused: two failed jobs made with --no-adopt, as source "custom".
+        let run = dir.cmd(&[
+            "apply",
+            "--primary",
+            &primary,
+            "--source-name",
+            "custom",
+            "--no-adopt",
+            "--replica",
+            &readonly,
+            "--sync-namespaces",
+            &ns,
+            "--db",
+            "jobs.db",
+        ]);
+        run.expect_code(1);
+        let store = Store::open(&dir.path().join("jobs.db")).unwrap();
+        let failed = store
+            .jobs(&k8s_sync::store::JobFilter {
+                status: Some(k8s_sync::store::Status::Failed),
+                ..Default::default()
+            })
+            .unwrap();
+        drop(store);
+        let id_of = |name: &str| failed.iter().find(|j| j.name == name).unwrap().id;
+        // Meanwhile someone makes their own copy of one of them on the replica.
+        let replica = env.client("replica-2").await;
+        let local = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs"},
+            "data": {"greeting": "made on the replica"}});
+        create(&replica, &ns, local).await;
+        add_user(&dir, "ada", PASSWORD);
+        let admin = format!("ro={}", env.kubeconfig("replica-2").display());
+        // Served with no --source-name and adoption on by default.
+        let mut server = ApiServer::start(&dir, &["--primary", &primary, "--replica", &admin], &[]);
+        server.login_as("ada", PASSWORD);
+
+        let retried = server.request("POST", &format!("/retry?jobid={}", id_of("theirs")), None);
+        expect(&retried, 200);
+        assert_eq!(retried.json()["report"]["conflicts"], 1, "{retried}");
+        let theirs = get(&replica, &ns, "configmaps", "theirs").await.unwrap();
+        assert_eq!(
+            theirs["data"]["greeting"], "made on the replica",
+            "not adopted"
+        );
+
+        let retried = server.request("POST", &format!("/retry?jobid={}", id_of("mine")), None);
+        expect(&retried, 200);
+        let mine = get(&replica, &ns, "configmaps", "mine").await.unwrap();
+        assert_eq!(
+            mine["metadata"]["annotations"]["k8s-sync.io/source"], "custom",
+            "{mine}"
+        );
+    }
 }
 
 #[test]

@@ -607,3 +607,160 @@ async fn no_adopt_leaves_a_differing_replica_object_alone() {
         env.identity("primary").await.as_str()
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_into_a_namespace_the_replica_lacks_validates_what_it_can() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("dryrun-new", &["primary"]).await;
+    create(
+        &env.client("primary").await,
+        &ns,
+        configmap("planned", json!({"a": "1"})),
+    )
+    .await;
+    let dir = TestDir::new();
+    let run = sync(
+        &dir,
+        &env,
+        "apply",
+        &["replica-1"],
+        &ns,
+        &["--dry-run", "-o", "json"],
+    );
+    run.expect_code(0);
+    let report = replica_report(&run.json(), "replica-1").clone();
+    assert_eq!(
+        (
+            report["created"].as_u64(),
+            report["unvalidated"].as_u64(),
+            report["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{run}"
+    );
+    let text = sync(&dir, &env, "apply", &["replica-1"], &ns, &["--dry-run"]);
+    text.expect_code(0);
+    assert!(text.stderr().contains("not validated"), "{text}");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.client("replica-1").await);
+    assert!(
+        namespaces.get_opt(&ns).await.unwrap().is_none(),
+        "a dry run creates nothing"
+    );
+}
+
+#[tokio::test]
+async fn objects_belong_to_the_primary_cluster_itself_however_it_is_reached() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("identity", &["primary", "replica-2"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("ours", json!({"a": "1"}))).await;
+    create(
+        &primary,
+        &ns,
+        configmap("shared", json!({"from": "primary"})),
+    )
+    .await;
+    let dir = TestDir::new();
+    sync(&dir, &env, "apply", &["replica-1"], &ns, &[]).expect_code(0);
+
+    // The same cluster through a kubeconfig of another name is the same source: nothing to do.
+    let other_name = dir.path().join("prod-admin.kubeconfig");
+    std::fs::copy(env.kubeconfig("primary"), &other_name).unwrap();
+    let again = dir.cmd(&[
+        "apply",
+        "--primary",
+        other_name.to_str().unwrap(),
+        "--replica",
+        &env.arg("replica-1"),
+        "--sync-namespaces",
+        &ns,
+        "--db",
+        "jobs.db",
+        "-o",
+        "json",
+    ]);
+    again.expect_code(0);
+    assert_eq!(
+        replica_report(&again.json(), "replica-1")["writes"],
+        0,
+        "{again}"
+    );
+
+    // A second primary with an object of the same name: a conflict, never taken over; and it
+    // prunes nothing of the first's.
+    let other = env.client("replica-2").await;
+    create(
+        &other,
+        &ns,
+        configmap("shared", json!({"from": "replica-2"})),
+    )
+    .await;
+    let second = dir.cmd(&[
+        "apply",
+        "--primary",
+        &env.arg("replica-2"),
+        "--replica",
+        &env.arg("replica-1"),
+        "--sync-namespaces",
+        &ns,
+        "--db",
+        "jobs.db",
+        "-o",
+        "json",
+    ]);
+    second.expect_code(1);
+    let report = replica_report(&second.json(), "replica-1").clone();
+    assert_eq!(
+        (report["conflicts"].as_u64(), report["pruned"].as_u64()),
+        (Some(1), Some(0)),
+        "{second}"
+    );
+    let replica = env.client("replica-1").await;
+    let shared = get(&replica, &ns, "configmaps", "shared").await.unwrap();
+    assert_eq!(shared["data"]["from"], "primary");
+    assert!(get(&replica, &ns, "configmaps", "ours").await.is_some());
+    let diff = dir.cmd(&[
+        "diff",
+        "--primary",
+        &env.arg("replica-2"),
+        "--replica",
+        &env.arg("replica-1"),
+        "--sync-namespaces",
+        &ns,
+    ]);
+    assert!(diff.stdout().contains("from another source"), "{diff}");
+}
+
+#[tokio::test]
+async fn objects_written_under_the_old_file_stem_name_keep_their_owner() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("alias", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("kept", json!({"a": "1"}))).await;
+    create(&primary, &ns, configmap("dropped", json!({"a": "1"}))).await;
+    let dir = TestDir::new();
+    // As earlier versions wrote them: named after the kubeconfig's stem, `primary`.
+    sync(
+        &dir,
+        &env,
+        "apply",
+        &["replica-1"],
+        &ns,
+        &["--source-name", "primary"],
+    )
+    .expect_code(0);
+    delete(&primary, &ns, "configmaps", "dropped").await;
+    let run = sync(&dir, &env, "apply", &["replica-1"], &ns, &["-o", "json"]);
+    run.expect_code(0);
+    let report = replica_report(&run.json(), "replica-1").clone();
+    assert_eq!(
+        (
+            report["unchanged"].as_u64(),
+            report["pruned"].as_u64(),
+            report["conflicts"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{run}"
+    );
+}

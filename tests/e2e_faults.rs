@@ -157,3 +157,49 @@ async fn no_secret_value_appears_in_any_output() {
         "the rotation was reported"
     );
 }
+
+// Multi-threaded: the proxy runs on the test's runtime while the test waits for the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_whose_answer_was_lost_and_that_is_answered_404_when_sent_again_succeeded() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("lost-delete", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone"}, "data": {"k": "v"}});
+    create(&primary, &ns, cm).await;
+    let dir = TestDir::new();
+    apply(&dir, &env, &["replica-1"], &ns, &[]).expect_code(0);
+    support::objects::delete(&primary, &ns, "configmaps", "gone").await;
+
+    let replica = env.kubeconfig("replica-1");
+    let proxy = support::proxy::LossyProxy::start(&replica).await;
+    let through = proxy.kubeconfig(dir.path(), &support::proxy::token_of(&replica));
+    let named = format!("replica-1={}", through.display());
+    let run = dir.cmd(&[
+        "apply",
+        "--primary",
+        &env.arg("primary"),
+        "--replica",
+        &named,
+        "--sync-namespaces",
+        &ns,
+        "--db",
+        "jobs.db",
+    ]);
+    run.expect_code(0);
+    assert_eq!(proxy.lost(), 1, "the first DELETE's answer was lost\n{run}");
+    assert!(
+        get(&env.client("replica-1").await, &ns, "configmaps", "gone")
+            .await
+            .is_none()
+    );
+    let prunes: Vec<Value> = jobs(&dir, &[])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["action"] == "prune")
+        .cloned()
+        .collect();
+    assert_eq!(prunes.len(), 1, "{prunes:?}");
+    assert_eq!(prunes[0]["status"], "succeeded", "{prunes:?}");
+    assert!(prunes[0]["attempts"].as_u64().unwrap() >= 2, "{prunes:?}");
+}

@@ -444,3 +444,75 @@ async fn a_quiet_watch_outlives_the_client_read_timeout() {
     create(&source, &ns, configmap("after-quiet", json!({"a": "1"}))).await;
     converges(&env, "replica-1", &ns, "after-quiet", json!({"a": "1"})).await;
 }
+
+#[tokio::test]
+async fn the_drift_gauge_says_what_is_out_of_step_now_and_the_pass_time_moves_with_full_passes_only()
+ {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env
+        .namespace("watch-gauges", &["primary", "replica-1"])
+        .await;
+    let primary = env.client("primary").await;
+    let replica = env.client("replica-1").await;
+    for i in 0..3 {
+        let name = format!("c-{i}");
+        create(&primary, &ns, configmap(&name, json!({"from": "primary"}))).await;
+        create(&replica, &ns, configmap(&name, json!({"from": "replica"}))).await;
+    }
+    let dir = TestDir::new();
+    let extra = ["--no-adopt", "--resync-interval", "1h"];
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &extra,
+    );
+    let mut api = support::http::ApiServer::attach(daemon);
+    api.login_as("admin", ADMIN_PASSWORD);
+    let gauge = |metrics: &str, name: &str| {
+        support::passes::sample(metrics, &format!("{name}{{replica=\"replica-1\"}}"))
+    };
+    let metrics = api.get("/metrics").text();
+    assert_eq!(
+        gauge(&metrics, "k8s_sync_drifted_objects"),
+        Some(3.0),
+        "{metrics}"
+    );
+    let passed = gauge(&metrics, "k8s_sync_last_successful_pass_timestamp_seconds").unwrap();
+    // Let the clock pass the full pass's second, so that a pass now would show.
+    eventually(DEADLINE, "the next second", || async move {
+        (jiff::Timestamp::now().as_second() as f64) > passed
+    })
+    .await;
+    for name in ["d-0", "d-1"] {
+        create(&primary, &ns, configmap(name, json!({"n": "1"}))).await;
+        converges(&env, "replica-1", &ns, name, json!({"n": "1"})).await;
+    }
+    eventually(DEADLINE, "both propagations measured", || {
+        let metrics = api.get("/metrics").text();
+        async move { metric(&metrics, "k8s_sync_propagation_seconds_count") >= 2.0 }
+    })
+    .await;
+    let metrics = api.get("/metrics").text();
+    assert_eq!(
+        gauge(&metrics, "k8s_sync_drifted_objects"),
+        Some(3.0),
+        "per-object passes leave the three conflicts counted: {metrics}"
+    );
+    assert_eq!(
+        gauge(&metrics, "k8s_sync_last_successful_pass_timestamp_seconds"),
+        Some(passed),
+        "only a full pass moves it"
+    );
+    assert_eq!(
+        gauge(&metrics, "k8s_sync_replication_lag_seconds"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let status = api.get("/api/status").json();
+    assert_eq!(status["replicas"][0]["drifted"], 3, "{status}");
+}

@@ -93,7 +93,9 @@ pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> 
             println!("{}", serde_json::to_string_pretty(&document)?);
         }
     }
-    Ok(if failed + conflicts + held > 0 {
+    // A replica that could not be read fails the run even when it had nothing to receive.
+    let unread = reports.iter().any(|r| r.error.is_some());
+    Ok(if failed + conflicts + held > 0 || unread {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

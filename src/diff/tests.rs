@@ -289,3 +289,68 @@ fn text_shows_a_projected_unified_diff() {
     );
     assert!(colored.contains('\u{1b}'));
 }
+
+#[test]
+fn another_sources_copy_is_a_conflict_never_adopted_and_an_aliased_one_is_ours() {
+    let desired = deployment("web", "nginx:2");
+    let written_by_other = applied(deployment("web", "nginx:1"), "other-primary", &desired);
+    let plan = Plan::new(
+        "r",
+        &snap("primary", vec![desired.clone()]),
+        &snap("r", vec![written_by_other]),
+        PlanOptions::default(),
+    );
+    let change = only(&plan);
+    assert_eq!(
+        (change.action, change.reason),
+        (Action::Conflict, Some(Reason::OtherSource)),
+        "two primaries never take over each other's objects"
+    );
+    // Written under the name this source had before (an alias): still its own.
+    let written_before = applied(with_defaults(desired.clone()), "old-name", &desired);
+    let mut source = snap("cluster/uid-1", vec![desired.clone()]);
+    source.aliases = vec!["old-name".into()];
+    let plan = Plan::new(
+        "r",
+        &source,
+        &snap("r", vec![written_before]),
+        PlanOptions::default(),
+    );
+    assert_eq!(only(&plan).action, Action::InSync);
+    let gone = applied(
+        deployment("gone", "a"),
+        "old-name",
+        &deployment("gone", "a"),
+    );
+    let plan = Plan::new("r", &source, &snap("r", vec![gone]), PlanOptions::default());
+    let prune = plan.changes.iter().find(|c| c.name == "gone").unwrap();
+    assert_eq!(
+        prune.action,
+        Action::Prune,
+        "an alias's objects are pruned too"
+    );
+}
+
+#[test]
+fn a_claim_gone_from_the_source_is_kept_unless_asked() {
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "shop"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+    let live = snap("r", vec![applied(claim.clone(), "primary", &claim)]);
+    let source = snap("primary", vec![]);
+    let plan = Plan::new("r", &source, &live, PlanOptions::default());
+    assert_eq!(only(&plan).action, Action::Keep);
+    assert_eq!(
+        (plan.summary.kept, plan.summary.drift()),
+        (1, 0),
+        "kept is not drift"
+    );
+    let options = PlanOptions {
+        prune_pvcs: true,
+        ..PlanOptions::default()
+    };
+    assert_eq!(
+        only(&Plan::new("r", &source, &live, options)).action,
+        Action::Prune
+    );
+}

@@ -44,7 +44,10 @@ fn plan_with_prunes(total: usize, kept: usize) -> (Plan, Snapshot, Snapshot) {
 
 fn decide(plan: &mut Plan, rules: PruneRules, managed: usize, budget: &PruneBudget) -> usize {
     let deferred = HashMap::new();
+    let empty = Snapshot::default();
     let context = Context {
+        desired: &empty,
+        live: &empty,
         now: jiff::Timestamp::now(),
         managed,
         deferred: &deferred,
@@ -147,7 +150,7 @@ fn a_window_counts_prunes_across_passes() {
 
 #[test]
 fn a_held_prune_stays_held_until_forced_and_a_delayed_one_waits_for_its_due_time() {
-    let (mut plan, _, _) = plan_with_prunes(3, 1);
+    let (mut plan, desired, live) = plan_with_prunes(3, 1);
     let reference = |name: &str| ObjectRef {
         kind: crate::kinds::by_plural("configmaps").unwrap(),
         namespace: "shop".into(),
@@ -176,6 +179,8 @@ fn a_held_prune_stays_held_until_forced_and_a_delayed_one_waits_for_its_due_time
     };
     let budget = PruneBudget::default();
     let context = Context {
+        desired: &desired,
+        live: &live,
         now,
         managed: 3,
         deferred: &deferred,
@@ -206,7 +211,12 @@ fn a_held_prune_stays_held_until_forced_and_a_delayed_one_waits_for_its_due_time
     assert_eq!(deferral(&plan, "cm-002"), None);
     assert_eq!((plan.summary.prune, plan.summary.held), (1, 1));
     // A new deletion gets a due time of its own.
-    let (mut plan, _, _) = plan_with_prunes(4, 1);
+    let (mut plan, desired, live) = plan_with_prunes(4, 1);
+    let context = Context {
+        desired: &desired,
+        live: &live,
+        ..context
+    };
     gate(&mut plan, &rules, &context);
     assert!(matches!(
         deferral(&plan, "cm-003"),
@@ -215,9 +225,9 @@ fn a_held_prune_stays_held_until_forced_and_a_delayed_one_waits_for_its_due_time
 }
 
 #[test]
-fn deferred_prunes_of_objects_back_on_the_primary_are_cancelled() {
-    // The primary has cm-000 and cm-001 again.
-    let (mut plan, _, _) = plan_with_prunes(3, 2);
+fn deferred_prunes_of_objects_back_on_the_primary_or_gone_from_the_replica_are_cancelled() {
+    // The primary has cm-000 and cm-001 again; the replica never had cm-009.
+    let (mut plan, desired, live) = plan_with_prunes(3, 2);
     let kind = crate::kinds::by_plural("configmaps").unwrap();
     let back = ObjectRef {
         kind,
@@ -228,7 +238,11 @@ fn deferred_prunes_of_objects_back_on_the_primary_are_cancelled() {
         name: "cm-002".into(),
         ..back.clone()
     };
-    let deferred: HashMap<_, _> = [back.clone(), still_gone]
+    let nowhere = ObjectRef {
+        name: "cm-009".into(),
+        ..back.clone()
+    };
+    let deferred: HashMap<_, _> = [back.clone(), still_gone, nowhere.clone()]
         .into_iter()
         .map(|r| {
             let record = DeferredPrune {
@@ -243,13 +257,17 @@ fn deferred_prunes_of_objects_back_on_the_primary_are_cancelled() {
         .collect();
     let budget = PruneBudget::default();
     let context = Context {
+        desired: &desired,
+        live: &live,
         now: jiff::Timestamp::now(),
         managed: 3,
         deferred: &deferred,
         authority: &listed_in_full,
         budget: &budget,
     };
-    assert_eq!(gate(&mut plan, &PruneRules::default(), &context), [back]);
+    let mut cancelled = gate(&mut plan, &PruneRules::default(), &context);
+    cancelled.sort();
+    assert_eq!(cancelled, [back, nowhere]);
 }
 
 #[test]
@@ -264,6 +282,8 @@ fn kinds_not_listed_in_full_are_left_out() {
         Err(format!("{}: not listed in full yet", kind.plural))
     };
     let context = Context {
+        desired: &desired,
+        live: &live,
         now: jiff::Timestamp::now(),
         managed: 1,
         deferred: &deferred,

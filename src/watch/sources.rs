@@ -345,6 +345,11 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
         }
         watch.count_event("Namespace", "apply");
         watch.state.add_namespace(&ns);
+        // Until the first full pass, which creates what each replica lacks, the replicas'
+        // namespaces are not known yet.
+        if !watch.first_pass_done.load(Ordering::Acquire) {
+            return;
+        }
         for replica in &watch.replicas {
             if !replica.knows_namespace(&ns) {
                 replica

@@ -87,6 +87,12 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Kills it with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")

@@ -6,6 +6,8 @@
 pub mod daemon;
 pub mod http;
 pub mod objects;
+pub mod passes;
+pub mod proxy;
 pub mod testenv;
 pub mod watch;
 

@@ -13,6 +13,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 /// a cluster from under other tests running at the same time.
 pub const FAULT_CLUSTER: &str = "replica-3";
 
+/// Held by every test of a test binary that stops, starts or freezes an API server, so that
+/// two of them never pull a cluster from under each other.
+pub static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running control plane.
 pub struct TestEnv {
     dir: PathBuf,
@@ -108,6 +112,17 @@ impl TestEnv {
         Frozen { pid }
     }
 
+    /// Stops `cluster`'s API server until the guard is dropped (which starts it again, also when
+    /// the test panics).
+    pub fn stop(&self, cluster: &str) -> Stopped<'_> {
+        self.script(&["stop-cluster", cluster]);
+        Stopped {
+            env: self,
+            cluster: cluster.to_string(),
+            running: false,
+        }
+    }
+
     /// Runs `scripts/testenv ARGS` against this control plane and asserts it succeeded.
     pub fn script(&self, args: &[&str]) {
         let output = Command::new(super::repo_root().join("scripts/testenv"))
@@ -146,6 +161,33 @@ where
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An API server stopped by [`TestEnv::stop`]; dropping this starts it again, so that the
+/// other tests find it answering.
+pub struct Stopped<'e> {
+    env: &'e TestEnv,
+    cluster: String,
+    running: bool,
+}
+
+impl Stopped<'_> {
+    /// Starts it again now.
+    pub fn start(mut self) {
+        self.env.script(&["start-cluster", &self.cluster]);
+        self.running = true;
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if !self.running {
+            let _ = Command::new(super::repo_root().join("scripts/testenv"))
+                .args(["start-cluster", &self.cluster])
+                .env("K8S_SYNC_TESTENV", &self.env.dir)
+                .output();
+        }
     }
 }
 
