@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::kinds::{Kind, KindSet};
-use crate::snapshot::ObjectRef;
 
 /// An object that is never synced, whatever the flags say.
 #[derive(Debug)]
@@ -103,15 +102,19 @@ impl Scope {
         Ok(())
     }
 
-    /// This scope cut down to what `objects` need: their kinds, in their namespaces (one LIST
-    /// of each kind in each), `kube-*` ones included when one of them is in one. For passes
-    /// about a few recorded objects (a retry, a release of held prunes).
-    pub fn narrowed<'r>(&self, objects: impl IntoIterator<Item = &'r ObjectRef>) -> Scope {
+    /// This scope cut down to what some objects need, given as their kinds and namespaces:
+    /// those kinds, in those namespaces (one LIST of each kind in each), `kube-*` ones included
+    /// when an object is in one. For passes about a few recorded objects (a retry, a release of
+    /// held prunes).
+    pub fn narrowed<'r>(
+        &self,
+        objects: impl IntoIterator<Item = (&'static Kind, &'r str)>,
+    ) -> Scope {
         let mut kinds = Vec::new();
         let mut namespaces = BTreeSet::new();
-        for object in objects {
-            kinds.push(object.kind);
-            namespaces.insert(object.namespace.clone());
+        for (kind, namespace) in objects {
+            kinds.push(kind);
+            namespaces.insert(namespace.to_string());
         }
         Scope {
             kinds: KindSet::of(kinds),
@@ -217,14 +220,10 @@ mod tests {
 
     #[test]
     fn narrows_to_the_kinds_and_namespaces_of_some_objects() {
-        let object = |plural, namespace: &str| ObjectRef {
-            kind: by_plural(plural).unwrap(),
-            namespace: namespace.into(),
-            name: "x".into(),
-        };
-        let narrowed = Scope::default().narrowed(&[
-            object("secrets", "shop"),
-            object("configmaps", "kube-system"),
+        let object = |plural| by_plural(plural).unwrap();
+        let narrowed = Scope::default().narrowed([
+            (object("secrets"), "shop"),
+            (object("configmaps"), "kube-system"),
         ]);
         let kinds: Vec<_> = narrowed.kinds.iter().map(|k| k.plural).collect();
         assert_eq!(kinds, ["configmaps", "secrets"]);
@@ -238,7 +237,7 @@ mod tests {
         );
         assert!(
             !Scope::default()
-                .narrowed(&[object("secrets", "shop")])
+                .narrowed([(object("secrets"), "shop")])
                 .allow_sensitive_namespaces
         );
     }

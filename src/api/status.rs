@@ -292,7 +292,9 @@ fn one_shot(
     }
     options.prune.force = force_prune;
     // Narrow the pass to the objects: one LIST of each kind in each of their namespaces.
-    options.scope = options.scope.narrowed(&objects);
+    options.scope = options
+        .scope
+        .narrowed(objects.iter().map(|r| (r.kind, r.namespace.as_str())));
     let run = async {
         let mut desired = context
             .primary

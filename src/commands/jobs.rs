@@ -66,7 +66,9 @@ async fn retry(
         options = options.with_recorded(recorded);
     }
     // Narrow the pass to the job's object: one LIST of its kind in its namespace.
-    options.scope = options.scope.narrowed([&only]);
+    options.scope = options
+        .scope
+        .narrowed([(only.kind, only.namespace.as_str())]);
     let mut desired =
         source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
     if let Some(recorded) = &recorded {
@@ -129,7 +131,9 @@ async fn release(
     if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
         options = options.with_recorded(&recorded);
     }
-    options.scope = options.scope.narrowed(&focus);
+    options.scope = options
+        .scope
+        .narrowed(focus.iter().map(|r| (r.kind, r.namespace.as_str())));
     let mut desired =
         source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
     if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
