@@ -55,6 +55,40 @@ async fn a_replica_down_holds_up_no_other_and_its_work_waits_for_it() {
         async move { status["replicas"][1]["queued"] == 5 }
     })
     .await;
+    let requests = || {
+        let metrics = api.get("/metrics").text();
+        ["read", "write"].map(|kind| {
+            support::passes::sample(
+                &metrics,
+                &format!(
+                    "k8s_sync_cluster_requests_total{{cluster=\"{FAULT_CLUSTER}\",type=\"{kind}\"}}"
+                ),
+            )
+        })
+    };
+    let sent = requests();
+    for i in 5..8 {
+        create(
+            &primary,
+            &ns,
+            configmap(&format!("during-{i}"), json!({"n": i.to_string()})),
+        )
+        .await;
+        converges(
+            &env,
+            "replica-1",
+            &ns,
+            &format!("during-{i}"),
+            json!({"n": i.to_string()}),
+        )
+        .await;
+    }
+    eventually(DEADLINE, "the later work queued too", || {
+        let status = api.get("/api/status").json();
+        async move { status["replicas"][1]["queued"] == 8 }
+    })
+    .await;
+    assert_eq!(requests(), sent, "no request to a replica known down");
     let failed = api.get("/api/jobs?status=failed").json();
     assert_eq!(
         failed["jobs"],
@@ -71,7 +105,7 @@ async fn a_replica_down_holds_up_no_other_and_its_work_waits_for_it() {
     assert!(ready.error().contains(FAULT_CLUSTER), "{ready}");
 
     stopped.start();
-    for i in 0..5 {
+    for i in 0..8 {
         converges(
             &env,
             FAULT_CLUSTER,

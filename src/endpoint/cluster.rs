@@ -204,6 +204,12 @@ impl Cluster {
     /// The server's version, e.g. `v1.36.3`.
     pub async fn version(&self) -> Result<String, Error> {
         self.requests.reads.fetch_add(1, Ordering::Relaxed);
+        self.probe().await
+    }
+
+    /// Whether the server answers, and its version: [`Cluster::version`], once, not counted
+    /// among the requests (a probe is not work sent to the cluster).
+    pub async fn probe(&self) -> Result<String, Error> {
         self.client
             .apiserver_version()
             .await

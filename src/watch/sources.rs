@@ -367,7 +367,7 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
 async fn primary_probe(watch: Arc<Watch>, stop: CancellationToken) {
     let interval = watch.options.probe_interval;
     loop {
-        let answer = tokio::time::timeout(interval, watch.primary.version()).await;
+        let answer = tokio::time::timeout(interval, watch.primary.probe()).await;
         let problem = match answer {
             Ok(Ok(version)) => {
                 watch.primary_health.answered(version);
@@ -416,7 +416,7 @@ async fn replica_probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: Cancellat
             () = tokio::time::sleep(interval) => {}
             () = stop.cancelled() => return,
         }
-        let answer = tokio::time::timeout(interval, replica.cluster.version()).await;
+        let answer = tokio::time::timeout(interval, replica.cluster.probe()).await;
         let problem = match answer {
             Ok(Ok(version)) => {
                 replica.health.answered(version);
