@@ -72,12 +72,16 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Keep replicas in step continuously: a full pass, then watch events, with resyncs.
     ///
-    /// Starts with a full pass (as apply), then watches the primary's synced kinds and
-    /// namespaces, and the replicas' managed objects: each change is applied to every replica
+    /// Lists and watches the primary's synced kinds and namespaces into one store, and the
+    /// replicas' managed objects. Once every kind is listed in full, a full pass (as apply)
+    /// plans every replica against the store; then each change is applied to every replica
     /// within moments, and a hand edit on a replica is reverted. A full pass runs again every
-    /// --resync-interval. Serves the HTTP API and /metrics on --listen. SIGINT or SIGTERM
-    /// stops taking events, lets writes in flight finish (--shutdown-timeout), records what was
-    /// left as pending jobs and exits 0; a second signal exits at once.
+    /// --resync-interval. While the primary does not answer (or a kind is not listed in full
+    /// since), nothing is pruned or reverted anywhere: the work waits, /readyz says why, and
+    /// one full pass catches up when it is back. A replica that does not answer waits alone.
+    /// Serves the HTTP API and /metrics on --listen. SIGINT or SIGTERM stops taking events,
+    /// lets writes in flight finish (--shutdown-timeout), records what was left as pending jobs
+    /// and exits 0; a second signal exits at once.
     #[command(after_long_help = concat!(
         "Examples:\n",
         "  k8s-sync watch --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",

@@ -32,14 +32,16 @@ fn main() -> ExitCode {
 }
 
 /// Log lines on stderr: the daemons (`watch`, `serve`) say what they do; one-shot commands
-/// print their own output and log only warnings. `RUST_LOG` overrides both.
+/// print their own output and log only warnings. kube's line per failed request is left out:
+/// k8s-sync reports each failure once, with the cluster or object it concerns, and a cluster
+/// that is down once per change of state. `RUST_LOG` overrides all of this.
 fn init_logging(cli: &cli::Cli) {
     let daemon = matches!(cli.command, cli::Command::Watch(_) | cli::Command::Serve(_));
     let level = match (cli.output.quiet, cli.output.verbose, daemon) {
         (true, _, _) => "error",
-        (_, true, _) => "info,kube=warn",
-        (_, _, true) => "info,kube=warn",
-        _ => "warn,kube=error",
+        (_, true, _) => "info,kube=warn,kube_client::client::builder=off",
+        (_, _, true) => "info,kube=warn,kube_client::client::builder=off",
+        _ => "warn,kube=error,kube_client::client::builder=off",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()

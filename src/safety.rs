@@ -223,11 +223,13 @@ pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<O
             continue;
         }
         let record = context.deferred.get(&change.reference());
-        if record.is_some_and(|r| r.status == Status::Held) && !rules.force {
+        let held = record.is_some_and(|r| r.status == Status::Held);
+        if held && !rules.force {
             change.deferral = Some(Deferral::Held);
             continue;
         }
-        if !rules.delay.is_zero() {
+        // A held prune was due when it was held: forced, it runs now, whatever the delay.
+        if !held && !rules.delay.is_zero() {
             let recorded = record
                 .filter(|r| r.status == Status::Delayed)
                 .and_then(|r| r.due_at);

@@ -121,6 +121,10 @@ async fn watch_started_while_the_primary_is_down_prunes_and_reverts_nothing_unti
         .filter(|l| l.contains("cluster unreachable") && l.contains(primary))
         .count();
     assert_eq!(outages, 1, "one line per change of state\n{log}");
+    assert!(
+        !log.contains("ERROR"),
+        "no line per failed request or watcher retry\n{log}"
+    );
 
     stopped.start();
     eventually(DEADLINE, "ready once the primary is listed in full", || {

@@ -102,7 +102,10 @@ impl Api {
         let route_label = route.map_or("unmatched", |r| r.path);
         self.metrics
             .observe_request(route_label, request.method.as_str(), reply.status, elapsed);
-        if reply.status >= 500 {
+        // A 503 from /readyz is its answer (not in step), not a failure to log: probes ask
+        // every few seconds, and the outage is logged once where it is seen.
+        let answer = route.is_some_and(|r| r.path == "/readyz") && reply.status == 503;
+        if reply.status >= 500 && !answer {
             let message = reply.body_json()["error"]
                 .as_str()
                 .unwrap_or_default()

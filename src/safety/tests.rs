@@ -210,6 +210,14 @@ fn a_held_prune_stays_held_until_forced_and_a_delayed_one_waits_for_its_due_time
     gate(&mut plan, &rules, &context);
     assert_eq!(deferral(&plan, "cm-002"), None);
     assert_eq!((plan.summary.prune, plan.summary.held), (1, 1));
+    // Forced (a release), the held one runs at once: it was due when it was held.
+    let (mut plan, _, _) = plan_with_prunes(3, 1);
+    let forced = PruneRules {
+        force: true,
+        ..rules
+    };
+    gate(&mut plan, &forced, &context);
+    assert_eq!(deferral(&plan, "cm-001"), None);
     // A new deletion gets a due time of its own.
     let (mut plan, desired, live) = plan_with_prunes(4, 1);
     let context = Context {

@@ -26,7 +26,8 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_k8s-sync"))
             .current_dir(dir.path())
             .args(args)
-            .env("RUST_LOG", "info,kube=warn")
+            // The log a user sees: the daemons' own defaults.
+            .env_remove("RUST_LOG")
             .env("K8S_SYNC_BCRYPT_COST", "4")
             .env_remove("K8S_SYNC_ADMIN_PASSWORD")
             .envs(env.iter().copied())
