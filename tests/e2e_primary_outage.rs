@@ -94,6 +94,33 @@ async fn watch_started_while_the_primary_is_down_prunes_and_reverts_nothing_unti
         async move { up }
     })
     .await;
+    // `/retry` of a failed job waits too: nothing may be written for the kind now.
+    let failed = {
+        let store = k8s_sync::store::Store::open(&dir.path().join("jobs.db")).unwrap();
+        let key = format!("sha256:{:064x}", 1);
+        let id = store
+            .begin(&k8s_sync::store::NewJob {
+                replica: "replica-1",
+                kind: "ConfigMap",
+                namespace: &ns,
+                name: "cm-001",
+                operation: k8s_sync::store::Operation::Apply,
+                change_key: &key,
+                action: "update",
+                options: None,
+            })
+            .unwrap();
+        store
+            .finish(id, Err("forbidden"), 1, std::time::Duration::ZERO)
+            .unwrap();
+        id
+    };
+    let retried = api.request("POST", &format!("/retry?jobid={failed}"), None);
+    assert_eq!(retried.status, 503, "{retried}");
+    assert!(
+        retried.error().contains("may not drive writes"),
+        "{retried}"
+    );
     // `jobs retry` lists the primary itself: it fails and writes nothing.
     let retried = dir.cmd(&[
         "jobs",

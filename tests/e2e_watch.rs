@@ -516,3 +516,53 @@ async fn the_drift_gauge_says_what_is_out_of_step_now_and_the_pass_time_moves_wi
     let status = api.get("/api/status").json();
     assert_eq!(status["replicas"][0]["drifted"], 3, "{status}");
 }
+
+#[tokio::test]
+async fn a_resync_plans_against_the_primarys_store_and_never_lists_it() {
+    let Some(env) = TestEnv::get() else { return };
+    let _shared = PRIMARY.read().await;
+    let ns = env.namespace("watch-store", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("a", json!({"n": "1"}))).await;
+    let dir = TestDir::new();
+    let extra = ["--resync-interval", "1s"];
+    let daemon = start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &extra,
+    );
+    let api = support::http::ApiServer::attach(daemon);
+    let reads = || {
+        let metrics = api.get("/metrics").text();
+        support::passes::sample(
+            &metrics,
+            "k8s_sync_cluster_requests_total{cluster=\"primary\",type=\"read\"}",
+        )
+    };
+    let before = reads();
+    let resyncs = api.log().matches("resync: full pass").count();
+    eventually(DEADLINE, "two resyncs", || {
+        let now = api.log().matches("resync: full pass").count();
+        async move { now >= resyncs + 2 }
+    })
+    .await;
+    assert_eq!(
+        reads(),
+        before,
+        "a resync read the primary beside its store"
+    );
+    // The store stays fed by the watch: a change still arrives.
+    patch(
+        &primary,
+        &ns,
+        "configmaps",
+        "a",
+        json!({"data": {"n": "2"}}),
+    )
+    .await;
+    converges(&env, "replica-1", &ns, "a", json!({"n": "2"})).await;
+}

@@ -102,20 +102,21 @@ impl Api {
         let route_label = route.map_or("unmatched", |r| r.path);
         self.metrics
             .observe_request(route_label, request.method.as_str(), reply.status, elapsed);
-        // A 503 from /readyz is its answer (not in step), not a failure to log: probes ask
-        // every few seconds, and the outage is logged once where it is seen.
-        let answer = route.is_some_and(|r| r.path == "/readyz") && reply.status == 503;
-        if reply.status >= 500 && !answer {
+        // A 503 says "not now" (not in step, the primary not authoritative, logins busy): it
+        // is an answer, logged as a warning, and from /readyz not at all, since probes ask
+        // every few seconds and the outage is logged once where it is seen. Other 5xx are
+        // failures.
+        let readiness = route.is_some_and(|r| r.path == "/readyz") && reply.status == 503;
+        if reply.status >= 500 && !readiness {
             let message = reply.body_json()["error"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            tracing::error!(
-                method = %request.method,
-                path = ?request.path,
-                status = reply.status,
-                "{message}"
-            );
+            if reply.status == 503 {
+                tracing::warn!(method = %request.method, path = ?request.path, status = reply.status, "{message}");
+            } else {
+                tracing::error!(method = %request.method, path = ?request.path, status = reply.status, "{message}");
+            }
         } else if self.access_log {
             tracing::info!(
                 method = %request.method,

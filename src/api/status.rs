@@ -129,11 +129,13 @@ pub(crate) fn status(api: &Api) -> Result<Reply, Failure> {
         "error": primary_probe.error,
         "last_pass": api.store.last_pass()?,
     });
+    let counts = api.store.counts_by_replica()?;
     let replicas: Vec<Value> = context
         .replicas
         .iter()
         .zip(probes)
         .map(|(replica, probe)| {
+            let recorded = counts.get(&replica.name).copied().unwrap_or_default();
             let last_success = api
                 .metrics
                 .replica_gauge(&api.metrics.last_success, &replica.name)
@@ -146,6 +148,8 @@ pub(crate) fn status(api: &Api) -> Result<Reply, Failure> {
                 "version": probe.version,
                 "error": probe.error,
                 "drifted": api.metrics.replica_gauge(&api.metrics.drifted, &replica.name),
+                "held": recorded.held,
+                "delayed": recorded.delayed,
                 "last_success": last_success,
             })
         })

@@ -217,6 +217,11 @@ impl PrimaryState {
         }
     }
 
+    /// The namespaces the primary has (that its watchers saw).
+    pub fn namespaces(&self) -> Vec<String> {
+        self.read().namespaces.iter().cloned().collect()
+    }
+
     /// A namespace the primary has.
     pub fn add_namespace(&self, namespace: &str) {
         self.write().namespaces.insert(namespace.to_string());

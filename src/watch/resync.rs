@@ -39,6 +39,17 @@ impl Watch {
             }
             covered = Some(losses);
             self.first_pass_done.store(true, Ordering::Release);
+            // Namespaces the namespace watcher saw before this point and the pass did not
+            // cover (empty ones listed after its snapshot); from now on it queues them itself.
+            for replica in &self.replicas {
+                for namespace in self.state.namespaces() {
+                    if !replica.knows_namespace(&namespace) {
+                        replica
+                            .queue
+                            .add(Work::Namespace(namespace), Instant::now());
+                    }
+                }
+            }
         }
     }
 
