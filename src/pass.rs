@@ -268,6 +268,7 @@ fn deferred_prunes(
     focus: Focus<'_>,
 ) -> Result<HashMap<ObjectRef, DeferredPrune>, store::Error> {
     let records = match focus {
+        // A few objects (one after an event): a lookup each, not a scan of the replica's.
         Focus::Objects(focus) if focus.len() <= 16 => {
             let mut records = Vec::new();
             for r in focus {

@@ -191,11 +191,9 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
                 "this server was started without --primary and replicas: it cannot retry jobs",
             ));
         }
-        Some(Driver::Watch(watch)) => api
-            .runtime
-            .block_on(async { tokio::time::timeout(RETRY_TIMEOUT, watch.retry(&job)).await })
-            .map_err(|_| Failure::new(504, format!("job {id}: retry took over {RETRY_TIMEOUT:?}")))?
-            .map_err(refused)?,
+        Some(Driver::Watch(watch)) => {
+            in_watch(api, &format!("job {id}: retry"), watch.retry(&job))?
+        }
         Some(Driver::Endpoints(context)) => {
             let only = job_object(&job)
                 .ok_or_else(|| Failure::new(409, format!("job {id}: unknown kind {}", job.kind)))?;
@@ -227,13 +225,7 @@ pub(crate) fn release(api: &Api, replica: &str, by: &str) -> Result<Reply, Failu
                 "this server was started without --primary and replicas: it cannot prune",
             ));
         }
-        Some(Driver::Watch(watch)) => api
-            .runtime
-            .block_on(async {
-                tokio::time::timeout(RETRY_TIMEOUT, watch.release(replica, by)).await
-            })
-            .map_err(|_| Failure::new(504, format!("the release took over {RETRY_TIMEOUT:?}")))?
-            .map_err(refused)?,
+        Some(Driver::Watch(watch)) => in_watch(api, "the release", watch.release(replica, by))?,
         Some(Driver::Endpoints(context)) => {
             let held = held_jobs(&api.store, replica)?;
             let objects: BTreeSet<ObjectRef> = held.iter().filter_map(job_object).collect();
@@ -261,6 +253,19 @@ fn held_jobs(store: &Store, replica: &str) -> Result<Vec<Job>, Failure> {
         replica: Some(replica.to_string()),
         limit: None,
     })?)
+}
+
+/// Runs an operation of the watch on the runtime, within [`RETRY_TIMEOUT`].
+fn in_watch(
+    api: &Api,
+    what: &str,
+    operation: impl std::future::Future<Output = Result<Report, Refusal>>,
+) -> Result<Report, Failure> {
+    api.runtime
+        // The timer is made inside the runtime: this thread is not one of its threads.
+        .block_on(async { tokio::time::timeout(RETRY_TIMEOUT, operation).await })
+        .map_err(|_| Failure::new(504, format!("{what} took over {RETRY_TIMEOUT:?}")))?
+        .map_err(refused)
 }
 
 fn refused(refusal: Refusal) -> Failure {

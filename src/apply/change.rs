@@ -38,7 +38,9 @@ pub(super) async fn execute(
     let transience = |e: &ClusterError| e.transience();
     let kind = change.kind;
     let identity = have.and_then(|h| h.identity.as_ref());
-    if change.action == Action::Prune {
+    // Gone already is what a deletion wants: a deletion whose answer was lost on the way and
+    // that was sent again ends here too.
+    let delete = || async {
         let (result, attempts) = retry
             .run(transience, || {
                 cluster.delete(
@@ -50,12 +52,13 @@ pub(super) async fn execute(
                 )
             })
             .await;
-        let result = match result {
-            // Gone already: what a prune wants. A deletion whose answer was lost on the way and
-            // that was sent again ends here too.
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        };
+        match result {
+            Err(e) if e.is_not_found() => (Ok(()), attempts),
+            other => (other, attempts),
+        }
+    };
+    if change.action == Action::Prune {
+        let (result, attempts) = delete().await;
         return (result.map(|()| Done::Deleted).map_err(Into::into), attempts);
     }
     let want = want.expect("only prunes lack a desired object");
@@ -86,22 +89,10 @@ pub(super) async fn execute(
     if !options.recreate {
         return (Err(JobError::NeedsRecreate(fields)), attempts);
     }
-    let (result, tries) = retry
-        .run(transience, || {
-            cluster.delete(
-                kind,
-                &change.namespace,
-                &change.name,
-                identity,
-                options.dry_run,
-            )
-        })
-        .await;
+    let (result, tries) = delete().await;
     attempts += tries;
-    match result {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return (Err(e.into()), attempts),
+    if let Err(e) = result {
+        return (Err(e.into()), attempts);
     }
     if options.dry_run {
         return (Ok(Done::Recreated), attempts);

@@ -5,7 +5,9 @@ use anyhow::{Context, bail};
 use k8s_sync::apply::Journal;
 use k8s_sync::metrics::Metrics;
 use k8s_sync::pass::{self, RecordedOptions, job_object};
-use k8s_sync::store::{Job, JobFilter, Status};
+use k8s_sync::report::Report;
+use k8s_sync::snapshot::ObjectRef;
+use k8s_sync::store::{Job, JobFilter, Status, Store};
 
 use super::Output;
 use super::context::{endpoints, pass_options, source_snapshot};
@@ -52,47 +54,14 @@ async fn retry(
     let Some(job) = store.job(id)? else {
         bail!("job {id}: no such job in {}", run.db.path.display());
     };
-    let (primary, replicas) = endpoints(pass)?;
-    let Some(replica) = replicas.into_iter().find(|r| r.name == job.replica) else {
-        bail!(
-            "job {id}: replica {:?} is not among the replicas given",
-            job.replica
-        );
-    };
     let only = job_object(&job).with_context(|| format!("job {id}: unknown kind {}", job.kind))?;
-    let recorded = RecordedOptions::of(&job);
-    let mut options = pass_options(pass, Some(run), false);
-    if let Some(recorded) = &recorded {
-        options = options.with_recorded(recorded);
-    }
-    // Narrow the pass to the job's object: one LIST of its kind in its namespace.
-    options.scope = options
-        .scope
-        .narrowed([(only.kind, only.namespace.as_str())]);
-    let mut desired =
-        source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
-    if let Some(recorded) = &recorded {
-        recorded.name(&mut desired);
-    }
-    let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
-    let metrics = Metrics::new();
-    let recorded_json = options.recorded(&desired);
-    let journal = Journal {
-        store: &store,
-        metrics: &metrics,
-        progress: &reporter,
-        pass_options: Some(&recorded_json),
+    let focused = Focused {
+        replica: &job.replica,
+        objects: BTreeSet::from([only]),
+        recorded: RecordedOptions::of(&job),
+        force_prune: false,
     };
-    let focus = BTreeSet::from([only]);
-    let report = pass::sync_replica(
-        &replica,
-        &desired,
-        &options,
-        journal,
-        pass::Focus::Objects(&focus),
-    )
-    .await?;
-    output.note(summary(&report));
+    let report = focused.run(&store, pass, run, output).await?;
     let job = store.job(id)?.expect("jobs are never deleted");
     print_jobs(std::slice::from_ref(&job), output)?;
     Ok(match (report.failed, job.status) {
@@ -113,60 +82,82 @@ async fn release(
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&run.db)?;
     store.settle_abandoned()?;
-    let (primary, replicas) = endpoints(pass)?;
-    let Some(replica) = replicas.into_iter().find(|r| r.name == replica_name) else {
-        bail!("replica {replica_name:?} is not among the replicas given");
-    };
     let held = store.jobs(&JobFilter {
         status: Some(Status::Held),
         replica: Some(replica_name.to_string()),
         limit: None,
     })?;
-    let focus: BTreeSet<_> = held.iter().filter_map(job_object).collect();
-    if focus.is_empty() {
+    let focused = Focused {
+        replica: replica_name,
+        objects: held.iter().filter_map(job_object).collect(),
+        recorded: held.iter().find_map(RecordedOptions::of),
+        force_prune: true,
+    };
+    if focused.objects.is_empty() {
         output.note(format_args!("{replica_name}: no prunes are held"));
         return Ok(ExitCode::SUCCESS);
-    }
-    let mut options = pass_options(pass, Some(run), true);
-    if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
-        options = options.with_recorded(&recorded);
-    }
-    options.scope = options
-        .scope
-        .narrowed(focus.iter().map(|r| (r.kind, r.namespace.as_str())));
-    let mut desired =
-        source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
-    if let Some(recorded) = held.iter().find_map(RecordedOptions::of) {
-        recorded.name(&mut desired);
     }
     let by = format!(
         "cli ({})",
         std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
     );
-    store.record_release(replica_name, &by, focus.len())?;
-    let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
-    let metrics = Metrics::new();
-    let recorded_json = options.recorded(&desired);
-    let journal = Journal {
-        store: &store,
-        metrics: &metrics,
-        progress: &reporter,
-        pass_options: Some(&recorded_json),
-    };
-    let report = pass::sync_replica(
-        &replica,
-        &desired,
-        &options,
-        journal,
-        pass::Focus::Objects(&focus),
-    )
-    .await?;
-    output.note(summary(&report));
+    store.record_release(replica_name, &by, focused.objects.len())?;
+    let report = focused.run(&store, pass, run, output).await?;
     Ok(if report.failed == 0 && report.error.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A pass of one replica about some recorded objects, as the pass that recorded them ran.
+struct Focused<'a> {
+    replica: &'a str,
+    objects: BTreeSet<ObjectRef>,
+    recorded: Option<RecordedOptions>,
+    force_prune: bool,
+}
+
+impl Focused<'_> {
+    /// Lists the primary's state of the objects anew (one LIST of each kind in each of their
+    /// namespaces) and runs the one path on the replica.
+    async fn run(
+        &self,
+        store: &Store,
+        pass: &PassArgs,
+        run: &RunArgs,
+        output: &Output,
+    ) -> anyhow::Result<Report> {
+        let (primary, replicas) = endpoints(pass)?;
+        let Some(replica) = replicas.into_iter().find(|r| r.name == self.replica) else {
+            bail!("replica {:?} is not among the replicas given", self.replica);
+        };
+        let mut options = pass_options(pass, Some(run), self.force_prune);
+        if let Some(recorded) = &self.recorded {
+            options = options.with_recorded(recorded);
+        }
+        options.scope = options
+            .scope
+            .narrowed(self.objects.iter().map(|r| (r.kind, r.namespace.as_str())));
+        let mut desired =
+            source_snapshot(&primary, pass.source_name.as_deref(), &options.scope).await?;
+        if let Some(recorded) = &self.recorded {
+            recorded.name(&mut desired);
+        }
+        let reporter = Reporter::new(output, std::slice::from_ref(&replica.name));
+        let metrics = Metrics::new();
+        let recorded_json = options.recorded(&desired);
+        let journal = Journal {
+            store,
+            metrics: &metrics,
+            progress: &reporter,
+            pass_options: Some(&recorded_json),
+        };
+        let focus = pass::Focus::Objects(&self.objects);
+        let report = pass::sync_replica(&replica, &desired, &options, journal, focus).await?;
+        output.note(summary(&report));
+        Ok(report)
+    }
 }
 
 fn print_jobs(jobs: &[Job], output: &Output) -> anyhow::Result<()> {

@@ -50,6 +50,19 @@ pub struct Store {
     owner: Owner,
 }
 
+/// How many migrations the database ran; an error when it ran more than this build knows.
+fn schema_version(connection: &Connection) -> Result<usize, Error> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(Error::TooNew {
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    Ok(version)
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -77,15 +90,7 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            return Err(Error::TooNew {
-                found: version,
-                known: MIGRATIONS.len(),
-            });
-        }
-        if version < MIGRATIONS.len() {
+        if schema_version(&connection)? < MIGRATIONS.len() {
             // Written before held and delayed prunes existed: it records none.
             return Ok(None);
         }
@@ -105,14 +110,7 @@ impl Store {
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            return Err(Error::TooNew {
-                found: version,
-                known: MIGRATIONS.len(),
-            });
-        }
+        let version = schema_version(&connection)?;
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
             connection.execute_batch(&format!(
                 "BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;",

@@ -2,7 +2,6 @@
 //! (not once per failed request or watcher retry) and kept with its reason and time.
 
 use std::sync::Mutex;
-use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -11,12 +10,10 @@ use tracing::{info, warn};
 pub enum State {
     /// Answering.
     Up,
-    /// Not answering since `since`, for `reason`.
+    /// Not answering, for `reason`.
     Down {
         /// The error that showed it.
         reason: String,
-        /// When it was first seen down.
-        since: Instant,
     },
     /// Answering again; a full pass of it is catching up before work on it resumes.
     CatchingUp,
@@ -80,7 +77,6 @@ impl Health {
         warn!(cluster = %self.cluster, %reason, "cluster unreachable; its work waits until it is back");
         *state = State::Down {
             reason: reason.to_string(),
-            since: Instant::now(),
         };
         drop(state);
         self.changed.notify_waiters();

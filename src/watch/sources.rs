@@ -19,9 +19,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::health::Health;
 use super::primary::Change;
 use super::{Collection, Replica, Watch, WatcherState, Work};
 use crate::diff;
+use crate::endpoint::Cluster;
 use crate::kinds::Kind;
 use crate::normalize::MANAGED_LABEL;
 use crate::retry::RetryPolicy;
@@ -361,21 +363,26 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
     .await;
 }
 
+/// Asks `cluster` whether it answers within `interval`, recording its version in `health` when
+/// it does; returns why not when it does not.
+async fn ask(cluster: &Cluster, health: &Health, interval: Duration) -> Option<String> {
+    match tokio::time::timeout(interval, cluster.probe()).await {
+        Ok(Ok(version)) => {
+            health.answered(version);
+            None
+        }
+        Ok(Err(error)) => Some(format!("{error:#}")),
+        Err(_) => Some(format!("no answer within {interval:?}")),
+    }
+}
+
 /// Asks the primary whether it answers every probe interval. Its identity is asked for until
 /// known. A failure makes every kind wait; the first answer after one makes every watcher list
 /// again.
 async fn primary_probe(watch: Arc<Watch>, stop: CancellationToken) {
     let interval = watch.options.probe_interval;
     loop {
-        let answer = tokio::time::timeout(interval, watch.primary.probe()).await;
-        let problem = match answer {
-            Ok(Ok(version)) => {
-                watch.primary_health.answered(version);
-                None
-            }
-            Ok(Err(error)) => Some(format!("{error:#}")),
-            Err(_) => Some(format!("no answer within {interval:?}")),
-        };
+        let problem = ask(&watch.primary, &watch.primary_health, interval).await;
         match (problem, watch.state.unreachable()) {
             (Some(problem), None) => {
                 watch.primary_health.down(&problem);
@@ -416,15 +423,7 @@ async fn replica_probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: Cancellat
             () = tokio::time::sleep(interval) => {}
             () = stop.cancelled() => return,
         }
-        let answer = tokio::time::timeout(interval, replica.cluster.probe()).await;
-        let problem = match answer {
-            Ok(Ok(version)) => {
-                replica.health.answered(version);
-                None
-            }
-            Ok(Err(error)) => Some(format!("{error:#}")),
-            Err(_) => Some(format!("no answer within {interval:?}")),
-        };
+        let problem = ask(&replica.cluster, &replica.health, interval).await;
         match (problem, replica.health.is_up()) {
             (Some(problem), _) => {
                 replica.health.down(&problem);
