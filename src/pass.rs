@@ -151,8 +151,15 @@ pub fn plan(
     store: Option<&Store>,
 ) -> Result<(Plan, Vec<ObjectRef>), store::Error> {
     let mut plan = Plan::new(replica, desired, live, options.plan);
-    if !matches!(focus, Focus::All) {
-        plan.retain(|r| focus.admits(r));
+    match focus {
+        Focus::All => {}
+        Focus::Objects(objects) => {
+            plan.retain(|r| objects.contains(r));
+            // A pass about a few objects creates only their namespaces.
+            plan.missing_namespaces
+                .retain(|ns| objects.iter().any(|o| o.namespace == *ns));
+        }
+        Focus::Current(current) => plan.retain(current),
     }
     let deferred = match store {
         Some(store) => deferred_prunes(store, replica, &options.scope, focus)?,

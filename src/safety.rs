@@ -201,9 +201,7 @@ pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<O
                 false
             }
         });
-    if !waiting.is_empty() {
-        plan.retain(|_| true);
-    }
+    // The namespaces to create stay: creating one destroys nothing.
     plan.summary.waiting += left_out;
     plan.waiting.extend(waiting);
 

@@ -267,13 +267,10 @@ impl Plan {
         self.summary.waiting = waiting;
     }
 
-    /// Cuts the plan down to the objects `keep` accepts (and their namespaces).
+    /// Cuts the plan's changes down to the objects `keep` accepts. The namespaces to create
+    /// stay: a namespace the replica lacks is created even when it holds nothing to sync.
     pub fn retain(&mut self, keep: impl Fn(&ObjectRef) -> bool) {
         self.changes.retain(|c| keep(&c.reference()));
-        let namespaces: std::collections::BTreeSet<&str> =
-            self.changes.iter().map(|c| c.namespace.as_str()).collect();
-        self.missing_namespaces
-            .retain(|ns| namespaces.contains(ns.as_str()));
         self.recount();
     }
 

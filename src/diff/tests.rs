@@ -354,3 +354,13 @@ fn a_claim_gone_from_the_source_is_kept_unless_asked() {
         Action::Prune
     );
 }
+
+#[test]
+fn a_plan_cut_down_to_some_objects_still_creates_empty_namespaces() {
+    let mut desired = snap("primary", vec![deployment("web", "a")]);
+    desired.namespaces.insert("empty".into());
+    let mut plan = Plan::new("r", &desired, &snap("r", vec![]), PlanOptions::default());
+    plan.retain(|_| false);
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.missing_namespaces, ["empty", "shop"]);
+}

@@ -48,6 +48,9 @@ struct CollectionState {
 struct Inner {
     objects: HashMap<ObjectRef, Entry>,
     namespaces: BTreeSet<String>,
+    /// The namespaces were listed in full once, so a full pass creates every one a replica
+    /// lacks.
+    namespaces_listed: bool,
     collections: HashMap<Collection, CollectionState>,
     identity: Option<String>,
     unreachable: Option<String>,
@@ -227,6 +230,11 @@ impl PrimaryState {
         self.write().namespaces.insert(namespace.to_string());
     }
 
+    /// The primary's namespaces were listed in full.
+    pub fn namespaces_listed(&self) {
+        self.write().namespaces_listed = true;
+    }
+
     /// Whether the state of `kind` may drive writes; `Err` says why not.
     pub fn authority(&self, kind: &Kind) -> Result<(), String> {
         let inner = self.read();
@@ -255,11 +263,20 @@ impl PrimaryState {
         }
     }
 
-    /// Whether every kind is authoritative.
+    /// Whether every kind is authoritative and the namespaces were listed.
     pub fn complete(&self) -> Result<(), String> {
-        let kinds: BTreeSet<&'static Kind> =
-            self.read().collections.keys().map(|c| c.kind).collect();
-        kinds.into_iter().try_for_each(|k| self.authority(k))
+        let (kinds, namespaces_listed): (BTreeSet<&'static Kind>, bool) = {
+            let inner = self.read();
+            (
+                inner.collections.keys().map(|c| c.kind).collect(),
+                inner.namespaces_listed,
+            )
+        };
+        kinds.into_iter().try_for_each(|k| self.authority(k))?;
+        if !namespaces_listed {
+            return Err("the primary's namespaces are not listed yet".into());
+        }
+        Ok(())
     }
 
     /// One object's desired state, if the primary has it.

@@ -334,9 +334,14 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
     let api: Api<Namespace> = Api::all(watch.primary.client().clone());
     let events = watcher(api, watch_config()).default_backoff();
     pump(&watch, "primary/namespaces", events, &stop, |event| {
-        let (watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace)) = event
-        else {
-            return;
+        let namespace = match event {
+            watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace) => namespace,
+            watcher::Event::InitDone => {
+                watch.state.namespaces_listed();
+                watch.authority_changed.notify_waiters();
+                return;
+            }
+            _ => return,
         };
         let Some(ns) = namespace.metadata.name else {
             return;

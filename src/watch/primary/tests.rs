@@ -65,6 +65,11 @@ fn nothing_is_authoritative_before_the_first_complete_listing() {
     assert_eq!(state.authority(kind), Ok(()));
     assert!(state.contains(&reference));
     assert_eq!(state.snapshot().source, "cluster/uid-1");
+    assert!(
+        state.complete().is_err(),
+        "the namespaces are not listed yet"
+    );
+    state.namespaces_listed();
     assert_eq!(state.complete(), Ok(()));
 }
 
