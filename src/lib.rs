@@ -21,6 +21,7 @@ pub mod scope;
 pub mod secret;
 pub mod snapshot;
 pub mod store;
+pub mod verdict;
 pub mod watch;
 pub mod yaml;
 

@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Journal};
 use crate::diff::{Plan, PlanOptions};
-use crate::endpoint::{Connected, Endpoint};
+use crate::endpoint::{Cluster, Connected, Endpoint};
 use crate::kinds;
 use crate::report::Report;
 use crate::safety::{self, Authority, Context, PruneBudget, PruneRules};
 use crate::scope::Scope;
 use crate::snapshot::{ObjectRef, Snapshot};
 use crate::store::{self, DeferredPrune, Job, Store};
+use crate::verdict::{self, Confirmation};
 
 /// Everything that shapes a pass.
 #[derive(Debug, Clone, Default)]
@@ -138,18 +139,40 @@ impl Focus<'_> {
     }
 }
 
-/// Plans `desired` against `live` on the replica named `replica`, cut down to `focus`, and
-/// decides what may run now. Returns the plan and the deferred prunes to cancel. Reads held
-/// and delayed prunes from `store` when there is one (`diff` may have none).
-pub fn plan(
+/// Where a pass's plan is checked and recorded: the replica's server (asked for its verdict on
+/// suspected drift; none for a directory), and the job database (held and delayed prunes,
+/// remembered verdicts; `diff` may have none, or may only read it).
+#[derive(Clone, Copy)]
+pub struct Checked<'a> {
+    /// The replica's server.
+    pub cluster: Option<&'a Cluster>,
+    /// The job database.
+    pub store: Option<&'a Store>,
+    /// Whether new verdicts are recorded in `store`.
+    pub remember: bool,
+}
+
+/// A plan, and what making it found out.
+pub struct Planned {
+    /// What to do.
+    pub plan: Plan,
+    /// Held or delayed prunes no longer to run.
+    pub cancelled: Vec<ObjectRef>,
+    /// What asking the replica's server for its verdict cost and found.
+    pub confirmation: Confirmation,
+}
+
+/// Plans `desired` against `live` on the replica named `replica`, cut down to `focus`; asks the
+/// replica's server about suspected drift; and decides what may run now.
+pub async fn plan(
     replica: &str,
     desired: &Snapshot,
     live: &Snapshot,
     options: &PassOptions,
     focus: Focus<'_>,
     safety: Safety<'_>,
-    store: Option<&Store>,
-) -> Result<(Plan, Vec<ObjectRef>), store::Error> {
+    checked: Checked<'_>,
+) -> Result<Planned, store::Error> {
     let mut plan = Plan::new(replica, desired, live, options.plan);
     match focus {
         Focus::All => {}
@@ -161,7 +184,24 @@ pub fn plan(
         }
         Focus::Current(current) => plan.retain(current),
     }
-    let deferred = match store {
+    let confirmation = match checked.cluster {
+        Some(cluster) => {
+            let workers = options.apply.workers;
+            let store = checked.store;
+            verdict::confirm(
+                &mut plan,
+                cluster,
+                desired,
+                live,
+                store,
+                checked.remember,
+                workers,
+            )
+            .await?
+        }
+        None => Confirmation::default(),
+    };
+    let deferred = match checked.store {
         Some(store) => deferred_prunes(store, replica, &options.scope, focus)?,
         None => HashMap::new(),
     };
@@ -177,12 +217,17 @@ pub fn plan(
         budget: safety.budget,
     };
     let cancelled = safety::gate(&mut plan, &options.prune, &context);
-    Ok((plan, cancelled))
+    Ok(Planned {
+        plan,
+        cancelled,
+        confirmation,
+    })
 }
 
-/// The one path: plans, decides, cancels what is no longer to be pruned, applies.
+/// The one path: plans, asks the server, decides, cancels what is no longer to be pruned,
+/// applies.
 pub async fn run(
-    cluster: &crate::endpoint::Cluster,
+    cluster: &Cluster,
     desired: &Snapshot,
     live: &Snapshot,
     options: &PassOptions,
@@ -190,15 +235,25 @@ pub async fn run(
     safety: Safety<'_>,
     journal: Journal<'_>,
 ) -> Result<(Plan, Report), store::Error> {
-    let (plan, cancelled) = plan(
+    let checked = Checked {
+        cluster: Some(cluster),
+        store: Some(journal.store),
+        remember: !options.apply.dry_run,
+    };
+    let Planned {
+        plan,
+        cancelled,
+        confirmation,
+    } = plan(
         cluster.name(),
         desired,
         live,
         options,
         focus,
         safety,
-        Some(journal.store),
-    )?;
+        checked,
+    )
+    .await?;
     if !options.apply.dry_run {
         for reference in &cancelled {
             journal.store.cancel_prunes(
@@ -209,7 +264,8 @@ pub async fn run(
             )?;
         }
     }
-    let report = apply::apply(cluster, &plan, desired, live, journal, &options.apply).await?;
+    let mut report = apply::apply(cluster, &plan, desired, live, journal, &options.apply).await?;
+    report.verdicts_asked = confirmation.asked;
     Ok((plan, report))
 }
 

@@ -38,6 +38,8 @@ pub struct Report {
     pub unvalidated: usize,
     /// Write requests sent to the replica.
     pub writes: u64,
+    /// Dry-run applies sent to ask the replica's server whether suspected drift is drift.
+    pub verdicts_asked: usize,
     /// Wall time.
     pub duration_ms: u64,
     /// The objects whose change failed or was cut off.

@@ -3,8 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use k8s_sync::diff::render::{self, PlanView, TextOptions};
-use k8s_sync::pass::{self, Safety};
+use k8s_sync::endpoint::{Connected, Endpoint};
+use k8s_sync::pass::{self, Checked, Safety};
 use k8s_sync::safety::{self, PruneBudget};
+use k8s_sync::scope::Scope;
+use k8s_sync::snapshot::Snapshot;
 use k8s_sync::store::Store;
 use serde_json::json;
 
@@ -23,7 +26,7 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
     // The source and every replica are read at once.
     let (desired, lives) = tokio::join!(
         source_snapshot(&primary, pass.source_name.as_deref(), scope),
-        futures::future::join_all(replicas.iter().map(|r| r.snapshot(scope)))
+        futures::future::join_all(replicas.iter().map(|r| read_replica(r, scope)))
     );
     let desired = desired?;
     report_skipped(output, "primary", &desired);
@@ -32,9 +35,9 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let mut errors = Vec::new();
     let mut views = Vec::new();
     let stdout = std::io::stdout();
-    for (replica, live) in replicas.iter().zip(lives) {
-        let live = match live {
-            Ok(live) => live,
+    for (replica, read) in replicas.iter().zip(lives) {
+        let (connected, live) = match read {
+            Ok(read) => read,
             Err(error) => {
                 let error = anyhow::Error::new(error).context(format!("replica {}", replica.name));
                 eprintln!("k8s-sync: {error:#}");
@@ -49,15 +52,31 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
             budget: &budget,
             managed: None,
         };
-        let (plan, _) = pass::plan(
+        // The replica's server is asked about suspected drift; a diff records no verdict.
+        let checked = Checked {
+            cluster: connected.cluster(),
+            store: store.as_ref(),
+            remember: false,
+        };
+        let planned = pass::plan(
             &replica.name,
             &desired,
             &live,
             &options,
             pass::Focus::All,
             safety,
-            store.as_ref(),
-        )?;
+            checked,
+        )
+        .await?;
+        // Said even with --quiet: the drift shown is then the subset check's alone.
+        if let Some(reason) = &planned.confirmation.unavailable {
+            eprintln!(
+                "k8s-sync: {}: the server's verdict on {} suspected object(s) is not available, \
+                 so drift is the subset check's: {reason}",
+                replica.name, planned.confirmation.suspected
+            );
+        }
+        let plan = planned.plan;
         drift |= plan.summary.drift() > 0;
         match output.format {
             Format::Text => {
@@ -91,4 +110,14 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
         (true, true) => 1,
         (true, false) => 0,
     }))
+}
+
+/// Connects to a replica and reads it; the connection is kept to ask its server for verdicts.
+async fn read_replica(
+    replica: &Endpoint,
+    scope: &Scope,
+) -> Result<(Connected, Snapshot), k8s_sync::endpoint::Error> {
+    let connected = replica.connect().await?;
+    let live = connected.snapshot(&replica.name, scope).await?;
+    Ok((connected, live))
 }

@@ -44,6 +44,18 @@ impl Action {
     }
 }
 
+/// A check that found an object drifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The primary's object is not a subset of the replica's.
+    Subset,
+    /// The change key k8s-sync recorded on the replica's copy is not the primary's.
+    ChangeKey,
+    /// The replica's server, asked with a dry-run apply, would change the object.
+    Server,
+}
+
 /// Why a planned change waits instead of running in this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "deferral", rename_all = "snake_case")]
@@ -101,6 +113,10 @@ pub struct Change {
     /// Paths among `changed_paths` the server will not change in place.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub immutable_paths: Vec<String>,
+    /// Which checks found the drift; with `server` among them, `changed_paths` are the paths
+    /// that still differ after the server's verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found_by: Vec<Check>,
     /// For Secrets: which keys differ. Never values.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_keys: Option<SecretKeys>,
@@ -298,17 +314,16 @@ fn compare(
         );
     }
     let mut wanted = std::borrow::Cow::Borrowed(&want.object);
+    let mut held = std::borrow::Cow::Borrowed(&have.object);
+    // Values are unknown on a redacted side (a snapshot archive): only the keys of its Secrets
+    // can be compared.
     if want.redacted {
-        // Values are unknown; only the keys of a redacted Secret can be compared.
         copy_secret_values(wanted.to_mut(), &have.object);
+    } else if have.redacted {
+        copy_secret_values(held.to_mut(), &want.object);
     }
     let mut changed_paths = Vec::new();
-    subset_differences(
-        &wanted,
-        &have.object,
-        &mut String::new(),
-        &mut changed_paths,
-    );
+    subset_differences(&wanted, &held, &mut String::new(), &mut changed_paths);
     // A redacted source's key is of placeholders, never of what was applied: only the
     // comparison of fields (and Secret key names) can tell.
     let ours = have.applied.as_ref().map(|a| {
@@ -329,6 +344,14 @@ fn compare(
         (None, false) => (Action::Conflict, Some(Reason::Unmanaged)),
     };
     let mut change = new_change(action, reason, reference, Some(want), Some(have));
+    if action != Action::InSync {
+        if !changed_paths.is_empty() {
+            change.found_by.push(Check::Subset);
+        }
+        if ours.is_some() && !same_key {
+            change.found_by.push(Check::ChangeKey);
+        }
+    }
     change.immutable_paths = changed_paths
         .iter()
         .filter(|p| reference.kind.is_immutable_path(p))
@@ -353,7 +376,7 @@ fn new_change(
         let mut desired = want.map(|e| e.object.clone());
         let mut live = have.map(|e| e.object.clone());
         let mut keys = secret::mask_pair(desired.as_mut(), live.as_mut());
-        if want.is_some_and(|w| w.redacted) {
+        if want.is_some_and(|w| w.redacted) || have.is_some_and(|h| h.redacted) {
             // Redacted values were never compared.
             keys.changed.clear();
         }
@@ -370,6 +393,7 @@ fn new_change(
         applied_key: have.and_then(|e| e.applied.as_ref().map(|a| a.change_key.clone())),
         changed_paths: Vec::new(),
         immutable_paths: Vec::new(),
+        found_by: Vec::new(),
         secret_keys,
         deferral: None,
     }

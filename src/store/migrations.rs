@@ -94,4 +94,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         released_at TEXT NOT NULL,
         jobs        INTEGER NOT NULL
     );",
+    // 4: the replica servers' verdicts on suspected drift, one per object: the desired change
+    // key and live resourceVersion it holds for, and the paths that differ (none: in sync).
+    "CREATE TABLE verdicts (
+        replica      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        namespace    TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        desired_key  TEXT NOT NULL,
+        live_version TEXT NOT NULL,
+        paths        TEXT NOT NULL,
+        checked_at   TEXT NOT NULL,
+        PRIMARY KEY (replica, kind, namespace, name)
+    );",
 ];

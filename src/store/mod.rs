@@ -6,6 +6,7 @@ mod migrations;
 mod owner;
 mod passes;
 mod users;
+mod verdicts;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 pub use jobs::{Counts, DeferredPrune, Job, JobFilter, NewJob, Operation, Status};
 pub use passes::Pass;
 pub use users::{User, UserDeletion};
+pub use verdicts::{Verdict, VerdictRecord};
 
 use migrations::MIGRATIONS;
 use owner::Owner;

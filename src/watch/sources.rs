@@ -444,6 +444,31 @@ async fn replica_probe(watch: Arc<Watch>, replica: Arc<Replica>, stop: Cancellat
 }
 
 impl Watch {
+    /// Whether the replica's server said before that `have` is what it makes of `want`: a
+    /// remembered verdict for this desired key and this resourceVersion.
+    fn server_said_in_step(
+        &self,
+        replica: &str,
+        reference: &ObjectRef,
+        want: &Entry,
+        have: &Entry,
+    ) -> bool {
+        let Some(identity) = &have.identity else {
+            return false;
+        };
+        matches!(
+            self.store.verdict(
+                replica,
+                reference.kind.kind,
+                &reference.namespace,
+                &reference.name,
+                want.change_key.as_str(),
+                &identity.resource_version,
+            ),
+            Ok(Some(verdict)) if verdict.paths.is_empty()
+        )
+    }
+
     /// An event of a replica's managed object: queue the object when it drifted from the
     /// primary's. The events of k8s-sync's own writes find it in step and cost nothing.
     fn on_replica_object(&self, replica: &Replica, kind: &'static Kind, object: DynamicObject) {
@@ -457,13 +482,16 @@ impl Watch {
             return;
         };
         let in_step = self.state.get(&reference).is_some_and(|want| {
+            let want = &want;
+            let keyed = have
+                .applied
+                .as_ref()
+                .is_some_and(|a| a.change_key == want.change_key);
             let mut paths = Vec::new();
             diff::subset_differences(&want.object, &have.object, &mut String::new(), &mut paths);
-            paths.is_empty()
-                && have
-                    .applied
-                    .as_ref()
-                    .is_some_and(|a| a.change_key == want.change_key)
+            keyed
+                && (paths.is_empty()
+                    || self.server_said_in_step(&replica.name, &reference, want, &have))
         });
         if !in_step {
             let now = Instant::now();

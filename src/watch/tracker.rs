@@ -172,6 +172,7 @@ mod tests {
                 applied_key: None,
                 changed_paths: vec![],
                 immutable_paths: vec![],
+                found_by: vec![],
                 secret_keys: None,
                 deferral,
             })

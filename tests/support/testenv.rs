@@ -13,6 +13,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 /// a cluster from under other tests running at the same time.
 pub const FAULT_CLUSTER: &str = "replica-3";
 
+/// The cluster that runs an older Kubernetes release (v1.34) than the others (v1.37), for the
+/// tests across server versions.
+pub const OLD_CLUSTER: &str = "replica-4";
+
 /// Held by every test of a test binary that stops, starts or freezes an API server, so that
 /// two of them never pull a cluster from under each other.
 pub static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

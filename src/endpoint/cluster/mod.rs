@@ -139,6 +139,17 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
     }
 
+    /// Whether the server refused the caller the request (401, 403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            Error::Rejected {
+                code: 401 | 403,
+                ..
+            }
+        )
+    }
+
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Rejected { code: 404, .. })
