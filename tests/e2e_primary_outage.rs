@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use support::TestDir;
 use support::http::ApiServer;
 use support::objects::{create, delete, get, patch};
-use support::passes::{configmaps, objects, pass, sample, start_watch_unready};
+use support::passes::{configmaps, objects, pass, sample};
 use support::testenv::{FAULT_CLUSTER, FAULTS, TestEnv, eventually};
-use support::watch::{ADMIN_PASSWORD, DEADLINE, configmap, converges};
+use support::watch::{ADMIN_PASSWORD, DEADLINE, configmap, converges, start_watch_unready};
 
 /// Flags that make a watch notice outages and resync within seconds.
 const QUICK: &[&str] = &["--probe-interval", "1s", "--resync-interval", "2s"];

@@ -255,14 +255,26 @@ async fn a_watch_started_on_a_database_with_the_verdicts_asks_nothing_again() {
     let manifests = manifests_for(&dir, &ns);
     create_manifests(&env, "primary", &ns, &manifests).await;
     converges(&dir, &env, "primary", OLD_CLUSTER, &ns);
-    let daemon = support::watch::start_watch_with(&dir, &env, "primary", &[OLD_CLUSTER], &ns, "watch.log", &[]);
+    let daemon = support::watch::start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &[OLD_CLUSTER],
+        &ns,
+        "watch.log",
+        &[],
+    );
     let api = support::http::ApiServer::attach(daemon);
     let metrics = api.get("/metrics").text();
     let writes = support::passes::sample(
         &metrics,
         &format!("k8s_sync_cluster_requests_total{{cluster=\"{OLD_CLUSTER}\",type=\"write\"}}"),
     );
-    assert_eq!(writes, Some(0.0), "no dry-run nor write: the verdicts were remembered\n{metrics}");
+    assert_eq!(
+        writes,
+        Some(0.0),
+        "no dry-run nor write: the verdicts were remembered\n{metrics}"
+    );
     let drifted = support::passes::sample(
         &metrics,
         &format!("k8s_sync_drifted_objects{{replica=\"{OLD_CLUSTER}\"}}"),

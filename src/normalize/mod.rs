@@ -10,6 +10,7 @@
 mod paths;
 mod quantity;
 mod rules;
+mod table;
 
 use std::fmt;
 

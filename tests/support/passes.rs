@@ -2,16 +2,13 @@
 //! job listings the end-to-end tests of faults and safety rules read.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
-use super::daemon::Daemon;
 use super::objects::create;
 use super::testenv::TestEnv;
-use super::watch::ADMIN_PASSWORD;
 use super::{Run, TestDir};
 
 /// Runs `k8s-sync COMMAND` from `primary` to `replicas` over namespace `ns` (with the job
@@ -34,35 +31,6 @@ pub fn pass(
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     dir.cmd(&args)
-}
-
-/// `k8s-sync watch` from `primary` to `replicas` over `ns`, started (listening) but not
-/// necessarily ready: for tests that start it while a cluster is down.
-pub fn start_watch_unready(
-    dir: &TestDir,
-    env: &TestEnv,
-    primary: &str,
-    replicas: &[&str],
-    ns: &str,
-    log: &str,
-    extra: &[&str],
-) -> Daemon {
-    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
-    for replica in replicas {
-        args.extend(["--replica".into(), env.arg(replica)]);
-    }
-    args.extend(["--sync-namespaces".into(), ns.into()]);
-    args.extend(["--db", "jobs.db", "--listen", "127.0.0.1:0"].map(String::from));
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut daemon = Daemon::start(
-        dir,
-        log,
-        &args,
-        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    );
-    daemon.wait_for("listening on http://", Duration::from_secs(30));
-    daemon
 }
 
 /// Creates ConfigMaps `{prefix}-000`… in `ns`, `count` of them, with `data: {n: <i>}`.

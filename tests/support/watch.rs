@@ -45,6 +45,22 @@ pub fn start_watch_with(
     log: &str,
     extra: &[&str],
 ) -> Daemon {
+    let mut daemon = start_watch_unready(dir, env, primary, replicas, namespaces, log, extra);
+    daemon.wait_for("ready: first pass done", DEADLINE);
+    daemon
+}
+
+/// `k8s-sync watch` as [`start_watch_with`] starts it, listening but not necessarily ready: for
+/// tests that start it while a cluster is down.
+pub fn start_watch_unready(
+    dir: &TestDir,
+    env: &TestEnv,
+    primary: &str,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+    extra: &[&str],
+) -> Daemon {
     let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
     for replica in replicas {
         args.extend(["--replica".into(), env.arg(replica)]);
@@ -61,7 +77,7 @@ pub fn start_watch_with(
         &args,
         &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     );
-    daemon.wait_for("ready: first pass done", DEADLINE);
+    daemon.wait_for("listening on http://", DEADLINE);
     daemon
 }
 
