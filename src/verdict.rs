@@ -100,16 +100,27 @@ pub async fn confirm(
     for (index, paths) in remembered {
         settle(&mut plan.changes[index], &paths);
     }
-    // The futures are made before the stream, not in a `map` closure: a closure returning a
-    // borrowing future makes the pass non-`Send` for spawned tasks.
-    let mut asks = Vec::with_capacity(to_ask.len());
-    for (index, want, have, _) in &to_ask {
-        asks.push(ask_one(*index, cluster, want, have, &desired.source));
+    // The first question alone: a server that refuses it (credentials that may not patch)
+    // is not asked the others.
+    let mut answers: Vec<(usize, Answer)> = Vec::with_capacity(to_ask.len());
+    if let Some((index, want, have, _)) = to_ask.first() {
+        let first = ask(cluster, want, have, &desired.source).await;
+        let refused = matches!(first, Answer::Refused(_));
+        answers.push((*index, first));
+        if !refused {
+            // The futures are made before the stream, not in a `map` closure: a closure
+            // returning a borrowing future makes the pass non-`Send` for spawned tasks.
+            let mut asks = Vec::with_capacity(to_ask.len());
+            for (index, want, have, _) in &to_ask[1..] {
+                asks.push(ask_one(*index, cluster, want, have, &desired.source));
+            }
+            let rest: Vec<(usize, Answer)> = futures::stream::iter(asks)
+                .buffer_unordered(workers.max(1))
+                .collect()
+                .await;
+            answers.extend(rest);
+        }
     }
-    let answers: Vec<(usize, Answer)> = futures::stream::iter(asks)
-        .buffer_unordered(workers.max(1))
-        .collect()
-        .await;
     for (index, answer) in answers {
         let paths = match answer {
             Answer::Paths(paths) => paths,
