@@ -90,7 +90,7 @@ pub enum Command {
         "  2  error at start (arguments, kubeconfigs, job database, listen address), or the HTTP\n",
         "     listener failed\n",
         "  130  a second signal while draining"))]
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Serve the HTTP API and Prometheus metrics over the job database.
     ///
     /// Endpoints: POST /api/login, /api/logout; GET /api/dashboard, /api/status, /api/jobs,
@@ -157,6 +157,11 @@ pub struct ScopeArgs {
     /// Also sync kube-* namespaces (kube-system, kube-public, ...), which are skipped by default.
     #[arg(long)]
     pub allow_sensitive_namespaces: bool,
+    /// Never sync these namespaces (comma-separated). The namespace k8s-sync runs in (the
+    /// Pod's, from POD_NAMESPACE or its service account) is always excluded: it holds the
+    /// replicas' write credentials.
+    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
+    pub exclude_namespaces: Vec<String>,
     /// Kinds to sync (comma-separated): deployments, statefulsets, configmaps, secrets,
     /// persistentvolumeclaims.
     #[arg(
@@ -174,6 +179,12 @@ impl ScopeArgs {
             namespaces: (!self.sync_namespaces.is_empty())
                 .then(|| self.sync_namespaces.iter().cloned().collect()),
             allow_sensitive_namespaces: self.allow_sensitive_namespaces,
+            excluded: self
+                .exclude_namespaces
+                .iter()
+                .cloned()
+                .chain(k8s_sync::endpoint::own_namespace())
+                .collect(),
         }
     }
 }
@@ -316,6 +327,46 @@ pub struct WatchArgs {
     /// How often the primary is asked whether it answers, and how long it may take.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub probe_interval: std::time::Duration,
+    #[command(flatten)]
+    pub election: ElectionArgs,
+}
+
+/// Leader election and sharding, for several copies of `watch`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Leader election")]
+pub struct ElectionArgs {
+    /// Elect a leader through a Lease on the primary: only the copy that holds it writes to
+    /// the replicas and records jobs. Needed as soon as two copies run.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's name (with --shard, `-shard-I-of-N` is appended).
+    #[arg(long, value_name = "NAME", default_value = "k8s-sync")]
+    pub lease_name: String,
+    /// The Lease's namespace on the primary. Default: the namespace k8s-sync runs in, else
+    /// `k8s-sync`.
+    #[arg(long, value_name = "NS")]
+    pub lease_namespace: Option<String>,
+    /// This copy's identity in the Lease. Default: POD_NAME, else the host name and the
+    /// process id.
+    #[arg(long, value_name = "ID")]
+    pub lease_identity: Option<String>,
+    /// How long a Lease not renewed stays taken.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// How long the leader keeps writing without renewing; shorter than --lease-duration.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: std::time::Duration,
+    /// Time between attempts to take or renew the Lease; shorter than --renew-deadline.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: std::time::Duration,
+    /// This copy's Pod, which the leader labels `k8s-sync.io/leader=true` for the Service
+    /// to select (in the Lease's namespace).
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Sync only the I-th of N shards of the replicas (split by a hash of their names), with
+    /// a Lease of the shard's own.
+    #[arg(long, value_name = "I/N", default_value = "1/1")]
+    pub shard: k8s_sync::shard::Shard,
 }
 
 /// The HTTP server's settings, shared by `serve` and `watch`.

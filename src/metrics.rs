@@ -27,6 +27,8 @@ pub struct Metrics {
     pub reachable: IntGaugeVec,
     /// Whether the primary answers and its state is listed in full (1) or not (0).
     pub primary_reachable: IntGauge,
+    /// Whether this copy leads (1) and may write, or not (0); 1 without an election.
+    pub leader: IntGauge,
     /// Unix time of the last full pass that left the replica with no failure.
     pub last_success: IntGaugeVec,
     /// Prunes held over `--max-prune`, by replica.
@@ -125,6 +127,14 @@ impl Metrics {
             &[],
         )
         .with_label_values::<&str>(&[]);
+        let leader = gauge(
+            "k8s_sync_leader",
+            "Whether this copy holds the lease and may write (1) or not (0); 1 without an election.",
+            &[],
+        )
+        .with_label_values::<&str>(&[]);
+        // Without an election the one copy leads; watch mode keeps it true from then on.
+        leader.set(1);
         let prunes_held = gauge(
             "k8s_sync_prunes_held",
             "Prunes held over --max-prune, waiting for a release or --force-prune.",
@@ -192,6 +202,7 @@ impl Metrics {
             drifted,
             reachable,
             primary_reachable,
+            leader,
             last_success,
             prunes_held,
             prunes_delayed,

@@ -70,6 +70,8 @@ pub enum Skip {
     Namespace,
     /// Its namespace is a `kube-*` one and `--allow-sensitive-namespaces` was not given.
     SensitiveNamespace,
+    /// Its namespace is excluded: `--exclude-namespaces`, or the one k8s-sync runs in.
+    ExcludedNamespace,
     /// It matches an [`Exclusion`].
     Excluded(&'static str),
 }
@@ -83,11 +85,16 @@ pub struct Scope {
     pub namespaces: Option<BTreeSet<String>>,
     /// Sync `kube-*` namespaces too.
     pub allow_sensitive_namespaces: bool,
+    /// Never these namespaces, whatever else says so.
+    pub excluded: BTreeSet<String>,
 }
 
 impl Scope {
     /// Whether a namespace is synced.
     pub fn admits_namespace(&self, namespace: &str) -> Result<(), Skip> {
+        if self.excluded.contains(namespace) {
+            return Err(Skip::ExcludedNamespace);
+        }
         if self
             .namespaces
             .as_ref()
@@ -121,6 +128,7 @@ impl Scope {
             allow_sensitive_namespaces: self.allow_sensitive_namespaces
                 || namespaces.iter().any(|ns| is_sensitive_namespace(ns)),
             namespaces: Some(namespaces),
+            excluded: self.excluded.clone(),
         }
     }
 
@@ -198,11 +206,35 @@ mod tests {
     }
 
     #[test]
+    fn an_excluded_namespace_is_never_synced_whatever_else_admits_it() {
+        let scope = Scope {
+            kinds: "configmaps".parse().unwrap(),
+            namespaces: Some(["k8s-sync".to_string(), "shop".to_string()].into()),
+            allow_sensitive_namespaces: true,
+            excluded: ["k8s-sync".to_string()].into(),
+        };
+        let cm = by_plural("configmaps").unwrap();
+        let object = configmap("settings");
+        assert_eq!(
+            scope.admits(cm, "k8s-sync", &object),
+            Err(Skip::ExcludedNamespace)
+        );
+        assert_eq!(scope.admits(cm, "shop", &object), Ok(()));
+        let narrowed = scope.narrowed([(cm, "k8s-sync")]);
+        assert_eq!(
+            narrowed.admits(cm, "k8s-sync", &object),
+            Err(Skip::ExcludedNamespace),
+            "a retry of a recorded object does not lift the exclusion"
+        );
+    }
+
+    #[test]
     fn restricts_to_listed_namespaces_and_kinds() {
         let scope = Scope {
             kinds: "secrets".parse().unwrap(),
             namespaces: Some(["shop".to_string(), "kube-system".to_string()].into()),
             allow_sensitive_namespaces: false,
+            excluded: Default::default(),
         };
         let s = by_plural("secrets").unwrap();
         let cm = by_plural("configmaps").unwrap();

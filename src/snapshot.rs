@@ -258,6 +258,7 @@ impl Snapshot {
             Skip::Kind => format!("{kind}: kind not selected"),
             Skip::Namespace => format!("{kind}: namespace not selected"),
             Skip::SensitiveNamespace => format!("{kind}: kube-* namespace"),
+            Skip::ExcludedNamespace => format!("{kind}: excluded namespace"),
             Skip::Excluded(why) => format!("{kind}: {why}"),
         };
         *self.skipped.entry(label).or_default() += 1;

@@ -94,7 +94,7 @@ async fn probe(endpoint: &Endpoint) -> Probe {
 fn kind_of(endpoint: &Endpoint) -> &'static str {
     match endpoint.location {
         Location::Directory(_) => "directory",
-        Location::Kubeconfig { .. } => "cluster",
+        Location::Kubeconfig { .. } | Location::InCluster => "cluster",
     }
 }
 
@@ -271,6 +271,7 @@ fn in_watch(
 fn refused(refusal: Refusal) -> Failure {
     match refusal {
         Refusal::NotHere(message) => Failure::new(409, message),
+        Refusal::NotLeader(reason) => Failure::new(503, reason),
         Refusal::NotAuthoritative(reason) => Failure::new(
             503,
             format!("the primary's state may not drive writes now: {reason}; the work waits"),

@@ -414,8 +414,9 @@ async fn run_job<'c>(
         execute(cluster, change, want, have, &desired.source, options).await
     };
     let elapsed = started.elapsed();
-    let cut_off = options.pending_when_unreachable
-        && matches!(&result, Err(JobError::Cluster(e)) if e.is_unreachable());
+    // A write held back by the leader fence was never sent: it waits for a leader.
+    let cut_off = matches!(&result, Err(JobError::Cluster(e))
+        if e.is_fenced() || (options.pending_when_unreachable && e.is_unreachable()));
     let result = result.map_err(|e| {
         let message = format!("{e:#}");
         match want {

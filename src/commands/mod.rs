@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(&args, &output).await,
         Command::Jobs(args) => jobs::run(args, &output).await,
         Command::Serve(args) => serve::run(args, &output).await,
-        Command::Watch(args) => watch::run(args, &output).await,
+        Command::Watch(args) => watch::run(*args, &output).await,
         Command::Users(args) => users::run(args, &output),
     }
 }

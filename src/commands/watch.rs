@@ -5,17 +5,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use k8s_sync::api::{self, Api, Driver, Server};
-use k8s_sync::endpoint::Connected;
+use k8s_sync::endpoint::{Connected, own_namespace};
+use k8s_sync::lease::{Leadership, LeaseOptions};
 use k8s_sync::metrics::Metrics;
 use k8s_sync::watch::{Replica, Watch, WatchOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Output;
 use super::context::{endpoints, pass_options};
 use super::open_store;
 use super::signals::StopSignals;
-use crate::cli::WatchArgs;
+use crate::cli::{ElectionArgs, WatchArgs};
 
 pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> {
     let mut pass = pass_options(&args.pass, Some(&args.run), false);
@@ -30,7 +31,13 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         probe_interval: args.probe_interval,
         prune_window: args.max_prune_window,
     };
-    let (primary, replicas) = endpoints(&args.pass)?;
+    let (primary, mut replicas) = endpoints(&args.pass)?;
+    let shard = args.election.shard;
+    replicas.retain(|replica| shard.owns(&replica.name));
+    if replicas.is_empty() {
+        warn!(%shard, "no replica is in this shard: this copy syncs nothing");
+    }
+    let leadership = leadership(&args.election)?;
     let Connected::Cluster(primary_cluster) = primary.connect().await.context("primary")? else {
         bail!(
             "primary {}: watch mode needs a kubeconfig, not a directory",
@@ -51,7 +58,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         };
         watched.push(Arc::new(Replica::new(
             &replica.name,
-            cluster,
+            cluster.with_fence(leadership.fence()),
             options.prune_window,
             options.coalesce,
         )));
@@ -62,15 +69,18 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     for replica in &watched {
         metrics.track_requests(&replica.name, replica.cluster.requests().clone());
     }
-    let watch = Arc::new(Watch::new(
-        &primary.name,
-        args.pass.source_name.clone(),
-        primary_cluster,
-        watched,
-        options,
-        store.clone(),
-        metrics.clone(),
-    ));
+    let watch = Arc::new(
+        Watch::new(
+            &primary.name,
+            args.pass.source_name.clone(),
+            primary_cluster,
+            watched,
+            options,
+            store.clone(),
+            metrics.clone(),
+        )
+        .with_leadership(leadership),
+    );
 
     // The same server as `serve`; ready only while the replicas are in step with an
     // authoritative primary state.
@@ -107,6 +117,57 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     outcome?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// No election unless `--leader-elect`; else one on the shard's own Lease.
+fn leadership(args: &ElectionArgs) -> anyhow::Result<Arc<Leadership>> {
+    if !args.leader_elect {
+        return Ok(Leadership::sole());
+    }
+    if args.renew_deadline >= args.lease_duration {
+        bail!(
+            "--renew-deadline must be shorter than --lease-duration: the leader stops writing before another copy may take the lease"
+        );
+    }
+    if args.retry_period >= args.renew_deadline {
+        bail!(
+            "--retry-period must be shorter than --renew-deadline: the leader renews several times before it gives up"
+        );
+    }
+    let name = if args.shard.count > 1 {
+        format!(
+            "{}-shard-{}-of-{}",
+            args.lease_name, args.shard.index, args.shard.count
+        )
+    } else {
+        args.lease_name.clone()
+    };
+    let identity = args
+        .lease_identity
+        .clone()
+        .or_else(|| args.pod_name.clone())
+        .unwrap_or_else(|| format!("{}_{}", host_name(), std::process::id()));
+    Ok(Leadership::elect(LeaseOptions {
+        name,
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(own_namespace)
+            .unwrap_or_else(|| "k8s-sync".to_string()),
+        identity,
+        duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+        pod: args.pod_name.clone(),
+    }))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "k8s-sync".to_string())
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second one exits at once.

@@ -1,7 +1,8 @@
 //! Endpoints: where a pass reads objects from (the source) and compares them to (replicas).
 //!
-//! An endpoint is a directory of manifests (or a snapshot archive) or a kubeconfig file,
-//! optionally `FILE#CONTEXT`. Either way it yields a [`Snapshot`].
+//! An endpoint is a directory of manifests (or a snapshot archive), a kubeconfig file,
+//! optionally `FILE#CONTEXT`, or `in-cluster`: the service account of the Pod k8s-sync runs
+//! in. Either way it yields a [`Snapshot`].
 
 pub mod cluster;
 pub mod directory;
@@ -9,7 +10,7 @@ pub mod directory;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, Fence};
 
 use crate::archive;
 use crate::scope::Scope;
@@ -27,6 +28,27 @@ pub enum Location {
         /// The context; the file's current context when absent.
         context: Option<String>,
     },
+    /// The cluster this process runs in, through its Pod's service account.
+    InCluster,
+}
+
+/// What names the in-cluster endpoint on the command line.
+pub const IN_CLUSTER: &str = "in-cluster";
+
+/// Where a Pod's service account namespace is mounted.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The namespace this process runs in, when it runs in a Pod: `POD_NAMESPACE` (the
+/// downward API), else its service account's. k8s-sync never syncs it: it holds the replicas'
+/// write credentials, and its own workload must not start on a replica.
+pub fn own_namespace() -> Option<String> {
+    let from_env = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.trim().is_empty());
+    from_env
+        .or_else(|| std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok())
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
 }
 
 /// A named source or replica.
@@ -121,8 +143,8 @@ impl Connected {
 }
 
 impl Endpoint {
-    /// Parses `[NAME=]PATH[#CONTEXT]`. A directory is a directory endpoint; a file is a
-    /// kubeconfig.
+    /// Parses `[NAME=]PATH[#CONTEXT]` or `[NAME=]in-cluster`. A directory is a directory
+    /// endpoint; a file is a kubeconfig (a file called `in-cluster` is `./in-cluster`).
     pub fn parse(spec: &str) -> Result<Self, Error> {
         let (name, rest) = match spec.split_once('=') {
             Some((name, rest)) if !name.is_empty() && !name.contains('/') => {
@@ -130,6 +152,12 @@ impl Endpoint {
             }
             _ => (None, spec),
         };
+        if rest == IN_CLUSTER {
+            return Ok(Endpoint {
+                name: name.unwrap_or_else(|| IN_CLUSTER.to_string()),
+                location: Location::InCluster,
+            });
+        }
         let (path, context) = match rest.rsplit_once('#') {
             Some((path, context)) if !context.is_empty() => (path, Some(context.to_string())),
             _ => (rest, None),
@@ -194,6 +222,7 @@ impl Endpoint {
             Location::Kubeconfig { path, context } => Ok(Connected::Cluster(
                 Cluster::connect(&self.name, path, context.as_deref()).await?,
             )),
+            Location::InCluster => Ok(Connected::Cluster(Cluster::in_cluster(&self.name)?)),
         }
     }
 
@@ -253,6 +282,17 @@ mod tests {
 
         let e = Endpoint::parse(&dir.path().display().to_string()).unwrap();
         assert_eq!(e.location, Location::Directory(dir.path().to_path_buf()));
+
+        let e = Endpoint::parse("in-cluster").unwrap();
+        assert_eq!(
+            (e.name.as_str(), &e.location),
+            ("in-cluster", &Location::InCluster)
+        );
+        let e = Endpoint::parse("prod=in-cluster").unwrap();
+        assert_eq!(
+            (e.name.as_str(), &e.location),
+            ("prod", &Location::InCluster)
+        );
 
         let missing = Endpoint::parse("/no/such/place").unwrap_err().to_string();
         assert_eq!(missing, "/no/such/place: no such file or directory");

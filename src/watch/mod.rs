@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use crate::apply::{self, Journal, Progress};
 use crate::endpoint::Cluster;
+use crate::lease::Leadership;
 use crate::metrics::Metrics;
 use crate::pass::{PassOptions, RecordedOptions, Safety, job_object};
 use crate::report::Report;
@@ -94,6 +95,9 @@ pub enum Refusal {
     /// The primary's state may not drive writes now.
     #[error("{0}")]
     NotAuthoritative(String),
+    /// Another copy leads: only it writes.
+    #[error("{0}")]
+    NotLeader(String),
     /// The job database failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -120,6 +124,8 @@ pub struct Watch {
     /// Bumped when the primary answers again after an outage: every primary watcher lists
     /// again, since what happened meanwhile is unknown.
     relist: tokio::sync::watch::Sender<u64>,
+    /// Whether this copy may write: only the leader syncs and records jobs.
+    leadership: Arc<Leadership>,
 }
 
 /// Progress of watch mode: log lines.
@@ -183,7 +189,20 @@ impl Watch {
             losses: AtomicU64::new(0),
             authority_changed: tokio::sync::Notify::new(),
             relist: tokio::sync::watch::Sender::new(0),
+            leadership: Leadership::sole(),
         }
+    }
+
+    /// Writes only while `leadership` says this copy leads; the replicas' clusters must carry
+    /// its fence too.
+    pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Whether this copy may write now.
+    pub fn leading(&self) -> bool {
+        self.leadership.leading()
     }
 
     fn journal<'a>(&'a self, recorded: &'a str) -> Journal<'a> {
@@ -217,6 +236,15 @@ impl Watch {
         self.install_refresher();
         let stop_sources = shutdown.child_token();
         let mut tasks = tokio::task::JoinSet::new();
+        // The election outlives the sources: the Lease is given up only once the writes in
+        // flight have ended.
+        let stop_election = CancellationToken::new();
+        let election = tokio::spawn(
+            self.leadership
+                .clone()
+                .run(self.primary.client().clone(), stop_election.clone()),
+        );
+        tasks.spawn(self.clone().follow_leadership());
         sources::spawn(&self, &mut tasks, &stop_sources);
         tasks.spawn(self.clone().coordinate(stop_sources.clone()));
         tasks.spawn(self.clone().resync_loop(stop_sources.clone()));
@@ -240,7 +268,10 @@ impl Watch {
         tasks.abort_all();
         for replica in &self.replicas {
             let left = replica.queue.close();
-            self.record_pending(replica, &left)?;
+            // A copy that does not lead records nothing: the leader has the same work.
+            if self.leading() {
+                self.record_pending(replica, &left)?;
+            }
         }
         let finished = tokio::time::timeout(
             self.options.shutdown_timeout,
@@ -250,7 +281,24 @@ impl Watch {
         if finished.is_err() {
             warn!(timeout = ?self.options.shutdown_timeout, "writes still in flight were cut off; their jobs are pending for the next start");
         }
+        stop_election.cancel();
+        let _ = election.await;
         Ok(())
+    }
+
+    /// Leadership lost counts as a loss of the primary's state, so that leadership won
+    /// starts with a full pass: what changed while another copy led (or none did) is caught
+    /// up.
+    async fn follow_leadership(self: Arc<Self>) {
+        let mut changes = self.leadership.subscribe();
+        while changes.changed().await.is_ok() {
+            let leading = *changes.borrow_and_update();
+            self.metrics.leader.set(i64::from(leading));
+            if !leading {
+                self.losses.fetch_add(1, Ordering::AcqRel);
+            }
+            self.authority_changed.notify_waiters();
+        }
     }
 
     /// Records work that never ran as pending jobs, for the next start.
@@ -291,6 +339,7 @@ impl Watch {
             metrics
                 .primary_reachable
                 .set(i64::from(watch.state.complete().is_ok()));
+            metrics.leader.set(i64::from(watch.leading()));
             for replica in &watch.replicas {
                 let figures = replica.tracker.figures();
                 let name = [replica.name.as_str()];
@@ -324,6 +373,9 @@ impl Watch {
 
     /// Whether the process is in step: `Err` says why not (`/readyz`).
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some(reason) = self.leadership.refusal() {
+            return Err(reason);
+        }
         if let Some(reason) = self.state.unreachable() {
             return Err(format!(
                 "primary {} is unreachable: {reason}",
@@ -397,7 +449,13 @@ impl Watch {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        json!({"primary": primary, "replicas": replicas, "watchers": watchers})
+        let leader = json!({
+            "leading": self.leading(),
+            "identity": self.leadership.identity(),
+            "holder": self.leadership.holder(),
+            "lease": self.leadership.lease(),
+        });
+        json!({"primary": primary, "replicas": replicas, "watchers": watchers, "leader": leader})
     }
 
     /// The names of the replicas.
@@ -419,6 +477,9 @@ impl Watch {
     /// Re-runs a job's change now against the primary's state (`/retry`), with the options
     /// of the pass that made it.
     pub async fn retry(&self, job: &Job) -> Result<Report, Refusal> {
+        if let Some(reason) = self.leadership.refusal() {
+            return Err(Refusal::NotLeader(reason));
+        }
         let replica = self.replica(&job.replica)?;
         let reference = job_object(job).ok_or_else(|| {
             Refusal::NotHere(format!("job {}: unknown kind {}", job.id, job.kind))
@@ -442,6 +503,9 @@ impl Watch {
     /// Releases the prunes held on `replica` now (`POST /api/prunes/release`): each object
     /// still gone from the primary is pruned past the limit. The release is recorded.
     pub async fn release(&self, replica: &str, by: &str) -> Result<Report, Refusal> {
+        if let Some(reason) = self.leadership.refusal() {
+            return Err(Refusal::NotLeader(reason));
+        }
         let replica = self.replica(replica)?;
         let held = self.store.jobs(&JobFilter {
             status: Some(Status::Held),

@@ -95,6 +95,9 @@ impl Watch {
         if replica.knows_namespace(namespace) {
             return Outcome::Done;
         }
+        if !self.leading() {
+            return Outcome::Waiting;
+        }
         match replica
             .cluster
             .ensure_namespace(namespace, self.options.pass.apply.dry_run)
@@ -126,7 +129,13 @@ impl Watch {
         recorded: Option<&RecordedOptions>,
         force: bool,
     ) -> Result<(Report, Outcome), Refusal> {
-        if let Err(reason) = self.state.authority(reference.kind) {
+        // Not leading, like not authoritative: the full pass that starts a leadership covers
+        // the work.
+        let refusal = self
+            .leadership
+            .refusal()
+            .map_or_else(|| self.state.authority(reference.kind), Err);
+        if let Err(reason) = refusal {
             replica.tracker.queued(reference, seen);
             let report = Report {
                 replica: replica.name.clone(),
@@ -217,7 +226,9 @@ impl Watch {
                 .with_label_values(&[&replica.name])
                 .observe(seen.elapsed().as_secs_f64());
         }
-        let outcome = if report.interrupted > 0 {
+        let outcome = if report.interrupted > 0 && !self.leading() {
+            Outcome::Waiting
+        } else if report.interrupted > 0 {
             replica.health.down("a write got no answer");
             Outcome::Unreachable
         } else if report.failed > 0 {

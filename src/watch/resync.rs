@@ -24,7 +24,7 @@ impl Watch {
         loop {
             let woken = self.authority_changed.notified();
             let losses = self.losses.load(Ordering::Acquire);
-            let due = covered != Some(losses) && self.state.complete().is_ok();
+            let due = covered != Some(losses) && self.state.complete().is_ok() && self.leading();
             if !due {
                 tokio::select! {
                     () = woken => continue,
@@ -62,7 +62,7 @@ impl Watch {
                 _ = interval.tick() => {}
                 () = stop.cancelled() => return,
             }
-            if !self.first_pass_done.load(Ordering::Acquire) {
+            if !self.first_pass_done.load(Ordering::Acquire) || !self.leading() {
                 continue;
             }
             info!("resync: full pass");
@@ -92,6 +92,12 @@ impl Watch {
     /// A replica answers again: what queued up for it is covered by a full pass of it, after
     /// which its workers resume.
     pub(super) async fn catch_up(&self, replica: &Replica) -> Result<(), store::Error> {
+        if !self.leading() {
+            // The full pass that starts a leadership covers this replica.
+            replica.queue.drain();
+            replica.health.up();
+            return Ok(());
+        }
         replica.health.catching_up();
         let started = Instant::now();
         let drained = replica.queue.drain();
@@ -162,7 +168,8 @@ impl Watch {
         replica.learn_namespaces(plan.missing_namespaces.iter().cloned());
         replica.tracker.passed(&plan, &report, None, started);
         self.schedule_delayed(replica, &plan);
-        if report.interrupted > 0 {
+        // Writes held back by the leader fence say nothing of the replica.
+        if report.interrupted > 0 && self.leading() {
             replica
                 .health
                 .down("writes got no answer during a full pass");

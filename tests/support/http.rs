@@ -88,6 +88,11 @@ impl ApiServer {
         self.daemon.wait(limit)
     }
 
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+
     /// The process id.
     pub fn id(&self) -> u32 {
         self.daemon.id()

@@ -1,6 +1,8 @@
 //! A TLS-terminating proxy on loopback in front of one API server of the local control plane,
-//! with a certificate authority of its own, that loses the response to the first DELETE it
-//! forwards: the server has done the deletion, and the client hears nothing back.
+//! with a certificate authority of its own, for one process's faults: it can lose the response
+//! to the first DELETE it forwards (the server has done the deletion, and the client hears
+//! nothing back), and it can be cut, after which it forwards nothing either way and every
+//! connection hangs, as behind a partition.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,11 +20,22 @@ pub struct LossyProxy {
     pub addr: SocketAddr,
     ca_pem: String,
     lost: Arc<AtomicUsize>,
+    cut: Arc<AtomicBool>,
 }
 
 impl LossyProxy {
-    /// A proxy to the API server of `kubeconfig` (its first cluster).
+    /// A proxy to the API server of `kubeconfig` (its first cluster) that loses the response
+    /// to the first DELETE.
     pub async fn start(kubeconfig: &Path) -> Self {
+        Self::start_with(kubeconfig, true).await
+    }
+
+    /// A proxy that forwards everything faithfully until [`LossyProxy::cut`].
+    pub async fn faithful(kubeconfig: &Path) -> Self {
+        Self::start_with(kubeconfig, false).await
+    }
+
+    async fn start_with(kubeconfig: &Path, lose_first_delete: bool) -> Self {
         let config = read(kubeconfig);
         let cluster = &config["clusters"][0]["cluster"];
         let server = cluster["server"].as_str().expect("a server");
@@ -77,17 +90,29 @@ impl LossyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let lost = Arc::new(AtomicUsize::new(0));
-        let first_delete = Arc::new(AtomicBool::new(false));
+        // Marked as done already when nothing is to be lost.
+        let first_delete = Arc::new(AtomicBool::new(!lose_first_delete));
+        let cut = Arc::new(AtomicBool::new(false));
         let counter = lost.clone();
+        let cutting = cut.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let (acceptor, connector) = (acceptor.clone(), connector.clone());
-                let (upstream, lost, first_delete) =
-                    (upstream.clone(), counter.clone(), first_delete.clone());
+                let (upstream, lost, first_delete, cut) = (
+                    upstream.clone(),
+                    counter.clone(),
+                    first_delete.clone(),
+                    cutting.clone(),
+                );
                 tokio::spawn(async move {
+                    if cut.load(Ordering::SeqCst) {
+                        // Held open, unanswered.
+                        let _held = &tcp;
+                        std::future::pending::<()>().await;
+                    }
                     let Ok(client) = acceptor.accept(tcp).await else {
                         return;
                     };
@@ -98,7 +123,7 @@ impl LossyProxy {
                     let Ok(server) = connector.connect(name, tcp).await else {
                         return;
                     };
-                    relay(client, server, &first_delete, &lost).await;
+                    relay(client, server, &first_delete, &lost, &cut).await;
                 });
             }
         });
@@ -106,7 +131,13 @@ impl LossyProxy {
             addr,
             ca_pem: ca.pem(),
             lost,
+            cut,
         }
+    }
+
+    /// From now on nothing passes either way: requests and watch streams hang.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
     }
 
     /// Writes a kubeconfig to the proxy (trusting its CA) with `token`, and returns its path.
@@ -142,8 +173,13 @@ fn read(kubeconfig: &Path) -> serde_yaml::Value {
 
 /// Copies bytes both ways; once the first DELETE of the proxy's life went upstream, its
 /// response is read and thrown away, and the client's connection closed without a word.
-async fn relay<C, S>(client: C, server: S, first_delete: &AtomicBool, lost: &AtomicUsize)
-where
+async fn relay<C, S>(
+    client: C,
+    server: S,
+    first_delete: &AtomicBool,
+    lost: &AtomicUsize,
+    cut: &AtomicBool,
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -157,6 +193,9 @@ where
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if cut.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if buffer[..n].starts_with(b"DELETE ")
                 && first_delete
                     .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
@@ -176,6 +215,9 @@ where
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if cut.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if losing.load(Ordering::SeqCst) {
                 lost.fetch_add(1, Ordering::SeqCst);
                 return;

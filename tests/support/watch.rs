@@ -34,8 +34,8 @@ pub fn start_watch(
     )
 }
 
-/// `k8s-sync watch` from `primary` with `extra` arguments, started and ready. An empty
-/// `namespaces` watches them all.
+/// `k8s-sync watch` from `primary` (a cluster's name or a kubeconfig's path) with `extra`
+/// arguments, started and ready. An empty `namespaces` watches them all.
 pub fn start_watch_with(
     dir: &TestDir,
     env: &TestEnv,
@@ -61,7 +61,13 @@ pub fn start_watch_unready(
     log: &str,
     extra: &[&str],
 ) -> Daemon {
-    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), env.arg(primary)];
+    // A cluster of the control plane by name, or a kubeconfig by path.
+    let primary = if primary.contains('/') {
+        primary.to_string()
+    } else {
+        env.arg(primary)
+    };
+    let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), primary];
     for replica in replicas {
         args.extend(["--replica".into(), env.arg(replica)]);
     }

@@ -27,8 +27,14 @@ use crate::snapshot::RawObject;
 pub const FIELD_MANAGER: &str = "k8s-sync";
 /// What a cluster's identity starts with; the uid of its `kube-system` namespace follows.
 pub const IDENTITY_PREFIX: &str = "cluster/";
+/// What errors of the in-cluster configuration name as its origin.
+const IN_CLUSTER_ORIGIN: &str = "in-cluster service account";
 /// Objects per LIST page.
 const PAGE_SIZE: u32 = 500;
+
+/// Decides, before every write, whether this process may write now: `Err` says why not.
+/// Leader election fences the replicas with it ([`crate::lease::Leadership::fence`]).
+pub type Fence = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A connection to one API server.
 #[derive(Clone)]
@@ -37,6 +43,7 @@ pub struct Cluster {
     client: kube::Client,
     retry: RetryPolicy,
     requests: Arc<Requests>,
+    fence: Option<Fence>,
 }
 
 /// Requests sent to a cluster, counted as reads and writes.
@@ -82,6 +89,14 @@ pub enum Error {
         message: String,
         /// The server's `retryAfterSeconds`, if any.
         retry_after: Option<u32>,
+    },
+    /// The write was not sent: this process may not write now.
+    #[error("{what}: not sent: {reason}")]
+    Fenced {
+        /// The request.
+        what: String,
+        /// Why not, e.g. another copy leads.
+        reason: String,
     },
     /// The request did not get an answer (connection refused, TLS, timeout).
     #[error("{what}: no answer from the API server")]
@@ -139,6 +154,11 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
     }
 
+    /// Whether the write was held back by the fence, unsent.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::Fenced { .. })
+    }
+
     /// Whether the server refused the caller the request (401, 403).
     pub fn is_forbidden(&self) -> bool {
         matches!(
@@ -178,9 +198,21 @@ impl Cluster {
             context: context.map(str::to_string),
             ..KubeConfigOptions::default()
         };
-        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| kubeconfig_error(path, &e))?;
+        Self::from_config(name, config, path)
+    }
+
+    /// A client from the service account of the Pod this process runs in (kube's in-cluster
+    /// configuration: `KUBERNETES_SERVICE_HOST`, the mounted token and CA). Sends no request.
+    pub fn in_cluster(name: &str) -> Result<Self, Error> {
+        let origin = Path::new(IN_CLUSTER_ORIGIN);
+        let config = kube::Config::incluster().map_err(|e| kubeconfig_error(origin, &e))?;
+        Self::from_config(name, config, origin)
+    }
+
+    fn from_config(name: &str, mut config: kube::Config, origin: &Path) -> Result<Self, Error> {
         // An unreachable replica must fail fast, not hang the pass.
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(60));
@@ -188,7 +220,7 @@ impl Cluster {
         // underneath would multiply them.
         config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|source| Error::Client {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             source,
         })?;
         Ok(Cluster {
@@ -196,7 +228,14 @@ impl Cluster {
             client,
             retry: RetryPolicy::default(),
             requests: Arc::default(),
+            fence: None,
         })
+    }
+
+    /// Asks `fence` before every write (dry-run ones included) and sends none it refuses.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// Replaces the retry policy.
@@ -266,6 +305,14 @@ impl Cluster {
         request: http::Request<Vec<u8>>,
         write: bool,
     ) -> Result<Value, Error> {
+        if let (true, Some(fence)) = (write, &self.fence)
+            && let Err(reason) = fence()
+        {
+            return Err(Error::Fenced {
+                what: what.to_string(),
+                reason,
+            });
+        }
         let (counter, retry) = if write {
             (&self.requests.writes, RetryPolicy::none())
         } else {
