@@ -29,6 +29,9 @@ pub struct Cli {
     pub output: OutputArgs,
 }
 
+mod election;
+pub use election::ElectionArgs;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how each replica differs from the primary, without changing anything.
@@ -81,11 +84,13 @@ pub enum Command {
     /// one full pass catches up when it is back. A replica that does not answer waits alone.
     /// Serves the HTTP API and /metrics on --listen. SIGINT or SIGTERM stops taking events,
     /// lets writes in flight finish (--shutdown-timeout), records what was left as pending jobs
-    /// and exits 0; a second signal exits at once.
+    /// and exits 0; a second signal exits at once. With --leader-elect, copies share a Lease on
+    /// the primary and only its holder writes (see "Leader election" below).
     #[command(after_long_help = concat!(
         "Examples:\n",
         "  k8s-sync watch --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
-        "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/   (the original form)\n\n",
+        "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/   (the original form)\n",
+        "  k8s-sync watch --primary in-cluster --replica-dir /etc/k8s-sync/replicas --leader-elect\n\n",
         "Exit codes:\n  0  stopped by a signal after draining\n",
         "  2  error at start (arguments, kubeconfigs, job database, listen address), or the HTTP\n",
         "     listener failed\n",
@@ -117,6 +122,40 @@ pub enum Command {
         "  k8s-sync jobs list --status failed\n",
         "  k8s-sync jobs retry 42 --primary prod.kubeconfig --replica-dir replicas/"))]
     Jobs(JobsCommand),
+    /// Make the kubeconfig k8s-sync uses for a replica: a token for its ServiceAccount there
+    /// (deploy/replica), minted with the TokenRequest API.
+    ///
+    /// Run with the replica's admin kubeconfig; writes a kubeconfig with the same server and
+    /// CA and the ServiceAccount's token (mode 0600, replaced atomically), ready to store in
+    /// the Secret mounted as --replica-dir. The token expires after --duration (the server may
+    /// cut it shorter) and dies with the ServiceAccount; mint the next one before then.
+    #[command(after_long_help = concat!(
+        "Examples:\n",
+        "  k8s-sync replica-credentials --kubeconfig dr-admin.kubeconfig --out replicas/dr\n",
+        "  kubectl -n k8s-sync create secret generic k8s-sync-replicas --from-file=replicas/ \\\n",
+        "    --dry-run=client -o yaml | kubectl apply -f -\n\n",
+        "Exit codes:\n  0  written\n  2  error (kubeconfig, the server refused the TokenRequest)"))]
+    ReplicaCredentials(ReplicaCredentialsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaCredentialsArgs {
+    /// The replica's kubeconfig with rights to request tokens (FILE or FILE#CONTEXT).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: String,
+    /// The ServiceAccount, NAMESPACE/NAME.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "k8s-sync/k8s-sync-replica"
+    )]
+    pub service_account: String,
+    /// How long the token lives.
+    #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Where to write the kubeconfig; its name (without extension) names the replica.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -329,44 +368,6 @@ pub struct WatchArgs {
     pub probe_interval: std::time::Duration,
     #[command(flatten)]
     pub election: ElectionArgs,
-}
-
-/// Leader election and sharding, for several copies of `watch`.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Leader election")]
-pub struct ElectionArgs {
-    /// Elect a leader through a Lease on the primary: only the copy that holds it writes to
-    /// the replicas and records jobs. Needed as soon as two copies run.
-    #[arg(long)]
-    pub leader_elect: bool,
-    /// The Lease's name (with --shard, `-shard-I-of-N` is appended).
-    #[arg(long, value_name = "NAME", default_value = "k8s-sync")]
-    pub lease_name: String,
-    /// The Lease's namespace on the primary. Default: the namespace k8s-sync runs in, else
-    /// `k8s-sync`.
-    #[arg(long, value_name = "NS")]
-    pub lease_namespace: Option<String>,
-    /// This copy's identity in the Lease. Default: POD_NAME, else the host name and the
-    /// process id.
-    #[arg(long, value_name = "ID")]
-    pub lease_identity: Option<String>,
-    /// How long a Lease not renewed stays taken.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub lease_duration: std::time::Duration,
-    /// How long the leader keeps writing without renewing; shorter than --lease-duration.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub renew_deadline: std::time::Duration,
-    /// Time between attempts to take or renew the Lease; shorter than --renew-deadline.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    pub retry_period: std::time::Duration,
-    /// This copy's Pod, which the leader labels `k8s-sync.io/leader=true` for the Service
-    /// to select (in the Lease's namespace).
-    #[arg(long, value_name = "NAME", env = "POD_NAME")]
-    pub pod_name: Option<String>,
-    /// Sync only the I-th of N shards of the replicas (split by a hash of their names), with
-    /// a Lease of the shard's own.
-    #[arg(long, value_name = "I/N", default_value = "1/1")]
-    pub shard: k8s_sync::shard::Shard,
 }
 
 /// The HTTP server's settings, shared by `serve` and `watch`.

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apply;
 pub mod archive;
+pub mod credentials;
 pub mod diff;
 pub mod endpoint;
 pub mod kinds;
@@ -15,6 +16,7 @@ pub mod lease;
 pub mod metrics;
 pub mod normalize;
 pub mod pass;
+pub mod rbac;
 pub mod report;
 pub mod retry;
 pub mod safety;

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub prunes_delayed: IntGaugeVec,
     /// Age of the oldest change not yet applied to the replica, in seconds.
     pub replication_lag: GaugeVec,
+    /// Seconds until the replica's credentials (a ServiceAccount token) expire; negative once
+    /// expired; absent when unknown.
+    pub credentials_expiry: GaugeVec,
     /// Changes waiting in watch mode's queue.
     pub queue_depth: IntGauge,
     /// Watch events seen on the primary, by kind and type.
@@ -156,6 +159,17 @@ impl Metrics {
         registry
             .register(Box::new(replication_lag.clone()))
             .expect("registered once");
+        let credentials_expiry = GaugeVec::new(
+            Opts::new(
+                "k8s_sync_credentials_expiry_seconds",
+                "Seconds until the replica's token expires (negative once expired).",
+            ),
+            &["replica"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(credentials_expiry.clone()))
+            .expect("registered once");
         let queue_depth = gauge(
             "k8s_sync_queue_depth",
             "Changes waiting in the watch queue.",
@@ -207,6 +221,7 @@ impl Metrics {
             prunes_held,
             prunes_delayed,
             replication_lag,
+            credentials_expiry,
             queue_depth,
             watch_events,
             watchers,

@@ -12,6 +12,10 @@ const PRIMARY: &str = "fixtures/snapshots/primary";
 const REPLICA: &str = "fixtures/snapshots/replica";
 
 fn diff(dir: &TestDir, extra: &[&str]) -> support::Run {
+    diff_with_env(dir, extra, &[])
+}
+
+fn diff_with_env(dir: &TestDir, extra: &[&str], vars: &[(&str, &str)]) -> support::Run {
     let primary = fixture("snapshots/primary");
     let replica = fixture("snapshots/replica");
     let mut args = vec![
@@ -22,7 +26,7 @@ fn diff(dir: &TestDir, extra: &[&str]) -> support::Run {
         replica.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    dir.cmd(&args)
+    dir.cmd_with_env(&args, vars)
 }
 
 /// Every Secret value in the fixtures, base64 as stored and decoded, including values only
@@ -291,6 +295,54 @@ fn scope_flags_restrict_kinds_and_namespaces() {
     assert!(
         json["replicas"][0]["summary"]["update"].as_u64().unwrap() > 0,
         "{run}"
+    );
+}
+
+#[test]
+fn excluded_namespaces_are_left_out_whatever_else_names_them() {
+    let dir = TestDir::new();
+    let all = diff(&dir, &["-o", "json"]);
+    assert!(
+        actions(&all.json())
+            .keys()
+            .any(|k| k.starts_with("billing/")),
+        "{all}"
+    );
+    for vars in [vec![], vec![("POD_NAMESPACE", "billing")]] {
+        let args = if vars.is_empty() {
+            vec!["-o", "json", "--exclude-namespaces", "billing"]
+        } else {
+            vec!["-o", "json", "--sync-namespaces", "billing,shop"]
+        };
+        let run = diff_with_env(&dir, &args, &vars);
+        let names: Vec<_> = actions(&run.json()).into_keys().collect();
+        assert!(!names.is_empty(), "{run}");
+        assert!(
+            names.iter().all(|n| !n.starts_with("billing/")),
+            "{vars:?}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn an_in_cluster_primary_outside_a_cluster_is_a_one_line_error() {
+    let dir = TestDir::new();
+    let replica = fixture("snapshots/replica");
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "in-cluster",
+        "--replica",
+        replica.to_str().unwrap(),
+    ]);
+    run.expect_code(2);
+    let stderr = run.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "k8s-sync: primary in-cluster: in-cluster: no service account of a Pod here:"
+        ),
+        "{stderr}"
     );
 }
 

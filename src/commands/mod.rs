@@ -5,6 +5,7 @@ mod context;
 mod diff;
 mod jobs;
 mod progress;
+mod replica_credentials;
 mod serve;
 mod signals;
 mod snapshot;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, &output).await,
         Command::Watch(args) => watch::run(*args, &output).await,
         Command::Users(args) => users::run(args, &output),
+        Command::ReplicaCredentials(args) => replica_credentials::run(&args, &output).await,
     }
 }
 

@@ -45,6 +45,9 @@ pub use primary::{Collection, PrimaryState};
 pub use queue::WorkQueue;
 pub use replica::Replica;
 
+/// How long before a replica's token expires watch mode starts warning of it.
+const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(48);
+
 /// How watch mode runs.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -245,6 +248,7 @@ impl Watch {
                 .run(self.primary.client().clone(), stop_election.clone()),
         );
         tasks.spawn(self.clone().follow_leadership());
+        tasks.spawn(self.clone().warn_of_expiring_credentials());
         sources::spawn(&self, &mut tasks, &stop_sources);
         tasks.spawn(self.clone().coordinate(stop_sources.clone()));
         tasks.spawn(self.clone().resync_loop(stop_sources.clone()));
@@ -284,6 +288,26 @@ impl Watch {
         stop_election.cancel();
         let _ = election.await;
         Ok(())
+    }
+
+    /// A warning at start and every hour for each replica whose token expires within
+    /// [`EXPIRY_WARNING`], or has.
+    async fn warn_of_expiring_credentials(self: Arc<Self>) {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            for replica in &self.replicas {
+                let Some(expiry) = replica.cluster.token_expiry() else {
+                    continue;
+                };
+                let left = expiry.duration_since(jiff::Timestamp::now());
+                if left.is_negative() {
+                    warn!(replica = %replica.name, %expiry, "the replica's token has expired: mint a new one with `k8s-sync replica-credentials`");
+                } else if left < EXPIRY_WARNING {
+                    warn!(replica = %replica.name, %expiry, "the replica's token expires soon: mint a new one with `k8s-sync replica-credentials`");
+                }
+            }
+        }
     }
 
     /// Leadership lost counts as a loss of the primary's state, so that leadership won
@@ -360,6 +384,13 @@ impl Watch {
                     .replication_lag
                     .with_label_values(&name)
                     .set(figures.lag.as_secs_f64());
+                if let Some(expiry) = replica.cluster.token_expiry() {
+                    let left = expiry.duration_since(jiff::Timestamp::now());
+                    metrics
+                        .credentials_expiry
+                        .with_label_values(&name)
+                        .set(left.as_secs_f64());
+                }
                 metrics
                     .reachable
                     .with_label_values(&name)

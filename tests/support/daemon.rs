@@ -30,6 +30,8 @@ impl Daemon {
             .env_remove("RUST_LOG")
             .env("K8S_SYNC_BCRYPT_COST", "4")
             .env_remove("K8S_SYNC_ADMIN_PASSWORD")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())

@@ -70,11 +70,20 @@ impl TestDir {
 
     /// A `k8s-sync` command running in this directory.
     pub fn cmd(&self, args: &[&str]) -> Run {
+        self.cmd_with_env(args, &[])
+    }
+
+    /// [`TestDir::cmd`] with environment `vars`. A Pod's downward API variables of the machine
+    /// running the tests are never passed on.
+    pub fn cmd_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_k8s-sync"));
         command
             .current_dir(self.path())
             .args(args)
-            .env_remove("NO_COLOR");
+            .env_remove("NO_COLOR")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .envs(vars.iter().copied());
         Run::from(command)
     }
 }

@@ -61,6 +61,22 @@ pub fn start_watch_unready(
     log: &str,
     extra: &[&str],
 ) -> Daemon {
+    start_watch_in(dir, env, primary, replicas, namespaces, log, extra, &[])
+}
+
+/// [`start_watch_unready`] with environment `vars` too (a Pod's downward API, say). A
+/// replica is a cluster's name or a kubeconfig's path.
+#[allow(clippy::too_many_arguments)]
+pub fn start_watch_in(
+    dir: &TestDir,
+    env: &TestEnv,
+    primary: &str,
+    replicas: &[&str],
+    namespaces: &str,
+    log: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Daemon {
     // A cluster of the control plane by name, or a kubeconfig by path.
     let primary = if primary.contains('/') {
         primary.to_string()
@@ -69,7 +85,12 @@ pub fn start_watch_unready(
     };
     let mut args: Vec<String> = vec!["watch".into(), "--primary".into(), primary];
     for replica in replicas {
-        args.extend(["--replica".into(), env.arg(replica)]);
+        let replica = if replica.contains('/') {
+            replica.to_string()
+        } else {
+            env.arg(replica)
+        };
+        args.extend(["--replica".into(), replica]);
     }
     if !namespaces.is_empty() {
         args.extend(["--sync-namespaces".into(), namespaces.into()]);
@@ -77,12 +98,9 @@ pub fn start_watch_unready(
     args.extend(["--db", "jobs.db", "--listen", "127.0.0.1:0"].map(String::from));
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut daemon = Daemon::start(
-        dir,
-        log,
-        &args,
-        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    );
+    let mut vars = vars.to_vec();
+    vars.push(("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD));
+    let mut daemon = Daemon::start(dir, log, &args, &vars);
     daemon.wait_for("listening on http://", DEADLINE);
     daemon
 }

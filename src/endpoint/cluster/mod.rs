@@ -3,7 +3,7 @@
 //! A pass costs one paginated LIST per kind (cluster-wide, or per namespace with
 //! `--sync-namespaces`) plus one of namespaces; never a GET per object.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,11 +17,13 @@ use serde_json::{Value, json};
 use crate::kinds::Kind;
 use kubeconfig::kubeconfig_error;
 
+mod error;
 mod kubeconfig;
 use crate::normalize::MANAGED_LABEL;
-use crate::retry::{RetryPolicy, Transience};
+use crate::retry::RetryPolicy;
 use crate::scope::Scope;
 use crate::snapshot::RawObject;
+pub use error::Error;
 
 /// The field manager k8s-sync applies as.
 pub const FIELD_MANAGER: &str = "k8s-sync";
@@ -44,6 +46,7 @@ pub struct Cluster {
     retry: RetryPolicy,
     requests: Arc<Requests>,
     fence: Option<Fence>,
+    token_expiry: Option<jiff::Timestamp>,
 }
 
 /// Requests sent to a cluster, counted as reads and writes.
@@ -53,132 +56,6 @@ pub struct Requests {
     pub reads: AtomicU64,
     /// Applies, creates, deletes (dry-run ones included).
     pub writes: AtomicU64,
-}
-
-/// A cluster that cannot be reached or refused a request.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The kubeconfig is missing, malformed, or lacks the context.
-    #[error("{path}: cannot load kubeconfig: {reason}")]
-    Kubeconfig {
-        /// The kubeconfig file.
-        path: PathBuf,
-        /// What is wrong, on one line, with quoted text left out: a parser quoting the
-        /// offending line could quote a token.
-        reason: String,
-    },
-    /// The client could not be built from the kubeconfig.
-    #[error("{path}: cannot build a client")]
-    Client {
-        /// The kubeconfig file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
-    /// The server answered with an error status.
-    #[error("{what}: {code} {reason}: {message}")]
-    Rejected {
-        /// The request, e.g. `apply shop/Deployment/web`.
-        what: String,
-        /// HTTP status code.
-        code: u16,
-        /// The server's machine-readable reason, e.g. `Invalid`.
-        reason: String,
-        /// The server's message.
-        message: String,
-        /// The server's `retryAfterSeconds`, if any.
-        retry_after: Option<u32>,
-    },
-    /// The write was not sent: this process may not write now.
-    #[error("{what}: not sent: {reason}")]
-    Fenced {
-        /// The request.
-        what: String,
-        /// Why not, e.g. another copy leads.
-        reason: String,
-    },
-    /// The request did not get an answer (connection refused, TLS, timeout).
-    #[error("{what}: no answer from the API server")]
-    Unreachable {
-        /// The request.
-        what: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl Error {
-    fn from_kube(what: String, error: kube::Error) -> Self {
-        match error {
-            kube::Error::Api(status) => Error::Rejected {
-                what,
-                code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.clone(),
-                retry_after: status
-                    .details
-                    .as_ref()
-                    .map(|d| d.retry_after_seconds)
-                    .filter(|s| *s > 0),
-            },
-            other => Error::Unreachable {
-                what,
-                source: other,
-            },
-        }
-    }
-
-    /// Whether retrying may help: 429, 5xx, and no answer at all.
-    pub fn transience(&self) -> Transience {
-        match self {
-            Error::Rejected {
-                code, retry_after, ..
-            } if *code == 429 || *code >= 500 => Transience::Transient {
-                retry_after: retry_after.map(|s| Duration::from_secs(s.into())),
-            },
-            Error::Unreachable { .. } => Transience::Transient { retry_after: None },
-            _ => Transience::Permanent,
-        }
-    }
-
-    /// Whether the server refused to change a field in place.
-    pub fn is_immutable(&self) -> bool {
-        matches!(self, Error::Rejected { code: 422, message, .. }
-            if message.contains("immutable") || message.contains("updates to statefulset spec for fields other than"))
-    }
-
-    /// Whether the server gave no answer at all (down, frozen, partitioned).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::Unreachable { .. })
-    }
-
-    /// Whether the write was held back by the fence, unsent.
-    pub fn is_fenced(&self) -> bool {
-        matches!(self, Error::Fenced { .. })
-    }
-
-    /// Whether the server refused the caller the request (401, 403).
-    pub fn is_forbidden(&self) -> bool {
-        matches!(
-            self,
-            Error::Rejected {
-                code: 401 | 403,
-                ..
-            }
-        )
-    }
-
-    /// Whether the object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Rejected { code: 404, .. })
-    }
-
-    /// Whether the object already exists.
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Rejected { code: 409, .. })
-    }
 }
 
 /// Objects and namespaces listed from a cluster.
@@ -208,11 +85,20 @@ impl Cluster {
     /// configuration: `KUBERNETES_SERVICE_HOST`, the mounted token and CA). Sends no request.
     pub fn in_cluster(name: &str) -> Result<Self, Error> {
         let origin = Path::new(IN_CLUSTER_ORIGIN);
-        let config = kube::Config::incluster().map_err(|e| kubeconfig_error(origin, &e))?;
+        let config = kube::Config::incluster().map_err(|e| match kubeconfig_error(origin, &e) {
+            Error::Kubeconfig { reason, .. } => Error::InCluster { reason },
+            other => other,
+        })?;
         Self::from_config(name, config, origin)
     }
 
     fn from_config(name: &str, mut config: kube::Config, origin: &Path) -> Result<Self, Error> {
+        use secrecy::ExposeSecret as _;
+        let token_expiry = config
+            .auth_info
+            .token
+            .as_ref()
+            .and_then(|t| crate::credentials::token_expiry(t.expose_secret()));
         // An unreachable replica must fail fast, not hang the pass.
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(60));
@@ -229,6 +115,7 @@ impl Cluster {
             retry: RetryPolicy::default(),
             requests: Arc::default(),
             fence: None,
+            token_expiry,
         })
     }
 
@@ -247,6 +134,12 @@ impl Cluster {
     /// The cluster's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When the bearer token of its credentials expires, when that is known (a ServiceAccount
+    /// token's `exp`).
+    pub fn token_expiry(&self) -> Option<jiff::Timestamp> {
+        self.token_expiry
     }
 
     /// Requests sent so far.
@@ -516,6 +409,8 @@ fn clone_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::Transience;
+    use std::path::PathBuf;
 
     fn rejected(code: u16, message: &str) -> Error {
         Error::Rejected {

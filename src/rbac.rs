@@ -1,0 +1,163 @@
+//! The least privilege a pass needs, derived from the kind table: what the ClusterRoles in
+//! `deploy/` must grant, and a test there fails when they grant anything else. A kind added
+//! to [`KINDS`](crate::kinds::KINDS) adds its rules here, in one place.
+
+use std::collections::BTreeSet;
+
+use crate::kinds::Kind;
+
+/// A cluster's part in replication, and so what k8s-sync does there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Listed and watched, never written.
+    Primary,
+    /// Listed, watched and written by server-side apply; pruned; namespaces made.
+    Replica,
+}
+
+/// What a part needs of the synced kinds and of namespaces.
+#[derive(Debug)]
+pub struct Grant {
+    /// The part.
+    pub part: Part,
+    /// Verbs on every synced kind.
+    pub kinds: &'static [&'static str],
+    /// Verbs on namespaces (cluster-scoped): read on both, create where passes make them.
+    pub namespaces: &'static [&'static str],
+}
+
+/// One row per part.
+pub static GRANTS: [Grant; 2] = [
+    Grant {
+        part: Part::Primary,
+        kinds: &["get", "list", "watch"],
+        // `get` also reads `kube-system`'s uid, the cluster's identity.
+        namespaces: &["get", "list", "watch"],
+    },
+    Grant {
+        part: Part::Replica,
+        // Server-side apply is a `patch`, also when it creates; `create` for re-creation,
+        // `delete` for prunes and re-creation; dry-run applies are patches too.
+        kinds: &["get", "list", "watch", "create", "patch", "delete"],
+        namespaces: &["get", "list", "watch", "create"],
+    },
+];
+
+/// What the copies in the primary need in their own namespace (a Role there): the Lease of the
+/// election, and the leader's label on its own Pod, taken off the Pods of earlier leaders.
+pub static LEADER_ELECTION: &[(&str, &str, &[&str])] = &[
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+    ("", "pods", &["get", "list", "patch"]),
+];
+
+/// The permissions of [`LEADER_ELECTION`], as (group, resource, verb).
+pub fn leader_election() -> BTreeSet<Permission> {
+    LEADER_ELECTION
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs
+                .iter()
+                .map(|verb| (group.to_string(), resource.to_string(), verb.to_string()))
+        })
+        .collect()
+}
+
+/// One permission: `verb` on `resource` of API `group` (empty for the core group).
+pub type Permission = (String, String, String);
+
+/// Every permission `part` needs for `kinds`, as (group, resource, verb).
+pub fn permissions<'k>(
+    part: Part,
+    kinds: impl IntoIterator<Item = &'k Kind>,
+) -> BTreeSet<Permission> {
+    let grant = GRANTS
+        .iter()
+        .find(|g| g.part == part)
+        .expect("every part has a grant");
+    let mut all = BTreeSet::new();
+    for verb in grant.namespaces {
+        all.insert((String::new(), "namespaces".into(), verb.to_string()));
+    }
+    for kind in kinds {
+        for verb in grant.kinds {
+            all.insert((kind.group.into(), kind.plural.into(), verb.to_string()));
+        }
+    }
+    all
+}
+
+/// The permissions a list of RBAC `rules` (as in a ClusterRole) grants, as (group, resource,
+/// verb); `*` is kept as written, so that a wildcard never passes for least privilege.
+pub fn granted(rules: &serde_json::Value) -> BTreeSet<Permission> {
+    let strings = |rule: &serde_json::Value, field: &str| -> Vec<String> {
+        rule[field]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut all = BTreeSet::new();
+    for rule in rules.as_array().into_iter().flatten() {
+        for group in strings(rule, "apiGroups") {
+            for resource in strings(rule, "resources") {
+                for verb in strings(rule, "verbs") {
+                    all.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::{KINDS, by_plural};
+    use serde_json::json;
+
+    #[test]
+    fn the_primary_is_only_read() {
+        let all = permissions(Part::Primary, &KINDS);
+        assert!(
+            all.iter()
+                .all(|(_, _, verb)| ["get", "list", "watch"].contains(&verb.as_str()))
+        );
+        assert_eq!(all.len(), 3 * (KINDS.len() + 1));
+    }
+
+    #[test]
+    fn a_replica_is_written_and_its_namespaces_made_but_never_deleted() {
+        let all = permissions(Part::Replica, [by_plural("deployments").unwrap()]);
+        let of = |resource: &str| -> Vec<&str> {
+            all.iter()
+                .filter(|(_, r, _)| r == resource)
+                .map(|(_, _, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(
+            of("deployments"),
+            ["create", "delete", "get", "list", "patch", "watch"]
+        );
+        assert_eq!(of("namespaces"), ["create", "get", "list", "watch"]);
+        assert!(all.iter().all(|(g, r, _)| r == "namespaces" || g == "apps"));
+    }
+
+    #[test]
+    fn reads_rules_as_written_wildcards_included() {
+        let rules = json!([
+            {"apiGroups": ["", "apps"], "resources": ["configmaps"], "verbs": ["get", "list"]},
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+        ]);
+        let granted = granted(&rules);
+        assert_eq!(granted.len(), 5);
+        assert!(granted.contains(&("*".into(), "*".into(), "*".into())));
+    }
+}

@@ -1,0 +1,420 @@
+//! The kustomize bases in `deploy/`, rendered by the real kustomize (built by
+//! `scripts/kustomize`) and proven on the local control plane without kubectl: their RBAC
+//! objects created for real, the rest validated by server-side dry-run; ServiceAccount tokens
+//! minted with `k8s-sync replica-credentials`; two `watch` copies that hold only those
+//! credentials elect a leader and sync; a write the replica's role does not grant fails on its
+//! own, with the object and the verb named.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use k8s_sync::kinds::KINDS;
+use k8s_sync::rbac::{self, Part};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use serde_json::{Value, json};
+use support::TestDir;
+use support::http::ApiServer;
+use support::objects::create;
+use support::passes::{jobs, sample};
+use support::testenv::{TestEnv, eventually};
+use support::watch::{ADMIN_PASSWORD, DEADLINE, configmap, converges, data_of, start_watch_in};
+
+/// `deploy/<base>` rendered by kustomize, through an overlay putting it in `namespace` with
+/// `prefix` on every name when given.
+fn render(base: &str, overlay: Option<(&str, &str)>) -> Vec<Value> {
+    let root = support::repo_root();
+    let dir = TestDir::new();
+    let target = match overlay {
+        None => root.join("deploy").join(base),
+        Some((namespace, prefix)) => {
+            // kustomize takes bases by relative path only.
+            let up = "../".repeat(dir.path().components().count() - 1);
+            let base_dir = root.join("deploy").join(base);
+            let relative = format!(
+                "{up}{}",
+                base_dir.display().to_string().trim_start_matches('/')
+            );
+            let text = format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nnamePrefix: {prefix}-\nresources:\n  - {relative}\n"
+            );
+            dir.write("kustomization.yaml", &text);
+            dir.path().to_path_buf()
+        }
+    };
+    let output = Command::new(root.join("scripts/kustomize"))
+        .args(["build", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(&target)
+        .output()
+        .expect("run scripts/kustomize");
+    assert!(
+        output.status.success(),
+        "kustomize build {}: {}",
+        target.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect()
+}
+
+fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} in the base");
+    found[0]
+}
+
+#[test]
+fn the_bases_grant_exactly_what_the_kind_table_derives() {
+    if !Path::new(&support::repo_root().join("testenv/kustomize/go.mod")).exists() {
+        panic!("testenv/kustomize is missing");
+    }
+    let primary = render("primary", None);
+    let replica = render("replica", None);
+    assert_eq!(
+        rbac::granted(&only(&primary, "ClusterRole")["rules"]),
+        rbac::permissions(Part::Primary, &KINDS),
+        "deploy/primary's ClusterRole"
+    );
+    assert_eq!(
+        rbac::granted(&only(&replica, "ClusterRole")["rules"]),
+        rbac::permissions(Part::Replica, &KINDS),
+        "deploy/replica's ClusterRole"
+    );
+    assert_eq!(
+        rbac::granted(&only(&primary, "Role")["rules"]),
+        rbac::leader_election(),
+        "deploy/primary's Role"
+    );
+
+    // Every binding names the base's own ServiceAccount, in its namespace.
+    for objects in [&primary, &replica] {
+        let account = only(objects, "ServiceAccount");
+        for binding in objects
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+        {
+            let subject = &binding["subjects"][0];
+            assert_eq!(subject["name"], account["metadata"]["name"], "{binding}");
+            assert_eq!(
+                subject["namespace"], account["metadata"]["namespace"],
+                "{binding}"
+            );
+        }
+    }
+
+    let deployment = only(&primary, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    // Ready while serving: a primary outage must not take the API and metrics away.
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--leader-elect"), "{args:?}");
+    assert!(args.contains(&"--primary=in-cluster"), "{args:?}");
+    let shutdown: u64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shutdown-timeout="))
+        .and_then(|t| t.strip_suffix('s'))
+        .and_then(|t| t.parse().ok())
+        .expect("--shutdown-timeout=Ns");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        grace > shutdown + 2,
+        "grace {grace}s, shutdown {shutdown}s plus the lease"
+    );
+    let service = only(&primary, "Service");
+    assert_eq!(service["spec"]["selector"]["k8s-sync.io/leader"], "true");
+    assert_eq!(
+        only(&primary, "PodDisruptionBudget")["spec"]["minAvailable"],
+        1
+    );
+}
+
+/// Creates every object of a rendered base on `cluster`: RBAC, ServiceAccounts and
+/// Namespaces for real, the rest (workloads, Services, budgets) with server-side dry-run.
+async fn install(client: &kube::Client, objects: &[Value]) {
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap();
+        let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", object["apiVersion"].as_str().unwrap()),
+        };
+        let plural = match kind {
+            "Namespace" => "namespaces",
+            "ServiceAccount" => "serviceaccounts",
+            "ClusterRole" => "clusterroles",
+            "ClusterRoleBinding" => "clusterrolebindings",
+            "Role" => "roles",
+            "RoleBinding" => "rolebindings",
+            "Deployment" => "deployments",
+            "Service" => "services",
+            "PodDisruptionBudget" => "poddisruptionbudgets",
+            other => panic!("no plural for {other}"),
+        };
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let real = matches!(
+            kind,
+            "Namespace"
+                | "ServiceAccount"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+                | "Role"
+                | "RoleBinding"
+        );
+        let params = PostParams {
+            dry_run: !real,
+            ..PostParams::default()
+        };
+        let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+        api.create(&params, &dynamic)
+            .await
+            .unwrap_or_else(|e| panic!("create {kind} {}: {e}", object["metadata"]["name"]));
+    }
+}
+
+/// `k8s-sync replica-credentials` for `account` with `admin`'s rights, written to `out`.
+fn credentials(dir: &TestDir, admin: &Path, account: &str, out: &str) -> std::path::PathBuf {
+    let admin = admin.display().to_string();
+    let run = dir.cmd(&[
+        "replica-credentials",
+        "--kubeconfig",
+        &admin,
+        "--service-account",
+        account,
+        "--duration",
+        "2h",
+        "--out",
+        out,
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("token expires at"),
+        "{}",
+        run.stderr()
+    );
+    let path = dir.path().join(out);
+    wait_for_rbac(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("client-key-data"),
+        "only the token, not the admin's key"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    path
+}
+
+/// Waits until the API server's RBAC cache knows the bindings just made: a list of
+/// namespaces with `kubeconfig`'s token succeeds.
+fn wait_for_rbac(kubeconfig: &Path) {
+    let kubeconfig = kubeconfig.to_path_buf();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = support::testenv::client_from(&kubeconfig).await;
+            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+            eventually(DEADLINE, "the new bindings in force", || async {
+                namespaces.list_metadata(&Default::default()).await.is_ok()
+            })
+            .await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
+    let Some(env) = TestEnv::get() else { return };
+    let tag = format!("{:08x}", fastrand::u32(..));
+    let home = format!("k8s-sync-{tag}");
+    let primary_objects = render("primary", Some((&home, &tag)));
+    let replica_objects = render("replica", Some((&home, &tag)));
+    let primary = env.client("primary").await;
+    install(&primary, &primary_objects).await;
+    install(&env.client("replica-1").await, &replica_objects).await;
+
+    let app = env.namespace("deployed-app", &["primary"]).await;
+    create(&primary, &app, configmap("settings", json!({"n": "1"}))).await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"},
+        "stringData": {"value": "not-for-the-log"}});
+    create(&primary, &app, secret).await;
+    // The namespace k8s-sync runs in holds the replicas' write tokens: never synced, even
+    // when named.
+    let own = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k8s-sync-replicas"},
+        "stringData": {"replica-1": "a kubeconfig"}});
+    create(&primary, &home, own).await;
+
+    let dir = TestDir::new();
+    let read_primary = credentials(
+        &dir,
+        &env.kubeconfig("primary"),
+        &format!("{home}/{tag}-k8s-sync"),
+        "primary.kubeconfig",
+    );
+    std::fs::create_dir(dir.path().join("replicas")).unwrap();
+    let write_replica = credentials(
+        &dir,
+        &env.kubeconfig("replica-1"),
+        &format!("{home}/{tag}-k8s-sync-replica"),
+        "replicas/replica-1.kubeconfig",
+    );
+    let (primary_arg, replica_arg) = (
+        read_primary.display().to_string(),
+        write_replica.display().to_string(),
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(primary.clone(), &home);
+    let mut copies = Vec::new();
+    for name in ["copy-a", "copy-b"] {
+        let pod = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "k8s-sync", "image": "k8s-sync:test"}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let copy_dir = TestDir::new();
+        let daemon = start_watch_in(
+            &copy_dir,
+            &env,
+            &primary_arg,
+            &[&replica_arg],
+            &format!("{app},{home}"),
+            "watch.log",
+            &["--leader-elect"],
+            &[("POD_NAME", name), ("POD_NAMESPACE", &home)],
+        );
+        let mut api = ApiServer::attach(daemon);
+        api.login_as("admin", ADMIN_PASSWORD);
+        copies.push((copy_dir, api));
+    }
+    converges(&env, "replica-1", &app, "settings", json!({"n": "1"})).await;
+    let leading: Vec<bool> = copies
+        .iter()
+        .map(|(_, api)| api.get("/api/status").json()["leader"]["leading"] == true)
+        .collect();
+    assert_eq!(leading.iter().filter(|l| **l).count(), 1, "{leading:?}");
+    let leader = &copies[leading.iter().position(|l| *l).unwrap()];
+    let replica = env.client("replica-1").await;
+    eventually(DEADLINE, "the Secret synced", || async {
+        support::objects::get(&replica, &app, "secrets", "token")
+            .await
+            .is_some()
+    })
+    .await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(replica.clone());
+    let copied = support::objects::get(&replica, &home, "secrets", "k8s-sync-replicas").await;
+    assert!(copied.is_none(), "k8s-sync's own namespace was synced");
+    assert!(
+        namespaces.get_opt(&home).await.unwrap().is_some(),
+        "the replica base made it"
+    );
+    let metrics = leader.1.get("/metrics").text();
+    let left = sample(
+        &metrics,
+        "k8s_sync_credentials_expiry_seconds{replica=\"replica-1\"}",
+    )
+    .expect("the token's expiry is a gauge");
+    assert!(left > 3600.0 && left <= 7200.0, "{left}");
+    eventually(DEADLINE, "the leader labelled its Pod", || async {
+        let name = leader.1.get("/api/status").json()["leader"]["identity"].clone();
+        let pod = pods.get(name.as_str().unwrap()).await.unwrap();
+        pod.metadata
+            .labels
+            .is_some_and(|l| l.get("k8s-sync.io/leader").map(String::as_str) == Some("true"))
+    })
+    .await;
+    assert!(data_of(&replica, &app, "settings").await.is_some());
+    for (dir, api) in &copies {
+        assert!(!api.log().contains("not-for-the-log"), "{}", api.log());
+        let _ = jobs(dir, &[]);
+    }
+}
+
+#[tokio::test]
+async fn a_write_the_replica_role_does_not_grant_fails_alone_naming_the_object_and_the_verb() {
+    let Some(env) = TestEnv::get() else { return };
+    let tag = format!("{:08x}", fastrand::u32(..));
+    let home = format!("k8s-sync-{tag}");
+    let mut replica_objects = render("replica", Some((&home, &tag)));
+    // The replica's role with Secrets read-only, as a cluster administrator might narrow it.
+    for object in &mut replica_objects {
+        if object["kind"] == "ClusterRole" {
+            let rules = object["rules"].as_array_mut().unwrap();
+            for rule in rules.iter_mut() {
+                let resources = rule["resources"].as_array_mut().unwrap();
+                resources.retain(|r| r != "secrets");
+            }
+            rules.push(json!({"apiGroups": [""], "resources": ["secrets"],
+                "verbs": ["get", "list", "watch"]}));
+        }
+    }
+    install(&env.client("replica-2").await, &replica_objects).await;
+    let app = env.namespace("narrow-app", &["primary", "replica-2"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &app, configmap("settings", json!({"n": "1"}))).await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"},
+        "stringData": {"value": "not-for-the-log"}});
+    create(&primary, &app, secret).await;
+
+    let dir = TestDir::new();
+    std::fs::create_dir(dir.path().join("replicas")).unwrap();
+    let limited = credentials(
+        &dir,
+        &env.kubeconfig("replica-2"),
+        &format!("{home}/{tag}-k8s-sync-replica"),
+        "replicas/replica-2.kubeconfig",
+    );
+    let limited = limited.display().to_string();
+    let run = dir.cmd(&[
+        "apply",
+        "--primary",
+        &env.arg("primary"),
+        "--replica",
+        &limited,
+        "--sync-namespaces",
+        &app,
+        "--db",
+        "jobs.db",
+    ]);
+    run.expect_code(1);
+    let replica = env.client("replica-2").await;
+    assert!(
+        data_of(&replica, &app, "settings").await.is_some(),
+        "the other objects proceed\n{}",
+        run.stderr()
+    );
+    let failed = jobs(&dir, &["--status", "failed"]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(!error.contains('\n'), "{error}");
+    assert!(error.contains(&format!("{app}/Secret/token")), "{error}");
+    assert!(error.contains("403 Forbidden"), "{error}");
+    assert!(
+        error.contains("cannot patch resource \"secrets\""),
+        "{error}"
+    );
+    assert!(!run.stderr().contains("not-for-the-log"));
+}
