@@ -418,3 +418,77 @@ async fn a_write_the_replica_role_does_not_grant_fails_alone_naming_the_object_a
     );
     assert!(!run.stderr().contains("not-for-the-log"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_kubeconfig_is_read_again_once_the_old_token_is_revoked() {
+    let Some(env) = TestEnv::get() else { return };
+    let tag = format!("{:08x}", fastrand::u32(..));
+    let home = format!("k8s-sync-{tag}");
+    install(
+        &env.client("replica-2").await,
+        &render("replica", Some((&home, &tag))),
+    )
+    .await;
+    let app = env.namespace("rotated-app", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &app, configmap("one", json!({"n": "1"}))).await;
+
+    let dir = TestDir::new();
+    std::fs::create_dir(dir.path().join("replicas")).unwrap();
+    let account = format!("{home}/{tag}-k8s-sync-replica");
+    let kubeconfig = credentials(
+        &dir,
+        &env.kubeconfig("replica-2"),
+        &account,
+        "replicas/replica-2.kubeconfig",
+    );
+    let old = dir.path().join("old.kubeconfig");
+    std::fs::copy(&kubeconfig, &old).unwrap();
+    let replica_arg = kubeconfig.display().to_string();
+    let daemon = start_watch_in(
+        &dir,
+        &env,
+        "primary",
+        &[&replica_arg],
+        &app,
+        "watch.log",
+        &[],
+        &[],
+    );
+    let api = ApiServer::attach(daemon);
+    converges(&env, "replica-2", &app, "one", json!({"n": "1"})).await;
+
+    // Revoked: a token dies with the ServiceAccount it was minted for.
+    let replica = env.client("replica-2").await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(replica.clone(), &home);
+    let name = format!("{tag}-k8s-sync-replica");
+    accounts.delete(&name, &Default::default()).await.unwrap();
+    let again = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    accounts
+        .create(&PostParams::default(), &again)
+        .await
+        .unwrap();
+    let revoked = support::testenv::client_from(&old).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(revoked);
+    eventually(DEADLINE, "the old token refused", || async {
+        matches!(namespaces.list_metadata(&Default::default()).await,
+            Err(kube::Error::Api(status)) if status.code == 401)
+    })
+    .await;
+    // Rotated: the new kubeconfig replaces the old one at once (written aside, renamed).
+    credentials(
+        &dir,
+        &env.kubeconfig("replica-2"),
+        &account,
+        "replicas/replica-2.kubeconfig",
+    );
+    create(&primary, &app, configmap("two", json!({"n": "2"}))).await;
+    converges(&env, "replica-2", &app, "two", json!({"n": "2"})).await;
+    assert!(
+        api.log()
+            .contains("kubeconfig changed: credentials re-read"),
+        "{}",
+        api.log()
+    );
+}

@@ -37,6 +37,8 @@ pub struct Replica {
     managed: AtomicUsize,
     /// Automatic retries made so far, per unit of work.
     retries: Mutex<HashMap<Work, u32>>,
+    /// Bumped when its kubeconfig's credentials were re-read: its watchers start again.
+    pub(super) credentials: tokio::sync::watch::Sender<u64>,
 }
 
 impl Replica {
@@ -54,6 +56,7 @@ impl Replica {
             namespaces: Mutex::default(),
             managed: AtomicUsize::new(0),
             retries: Mutex::default(),
+            credentials: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -70,20 +70,25 @@ pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &Cancella
     tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
     for replica in &watch.replicas {
         for kind in watch.options.pass.scope.kinds.iter() {
-            for (_, api) in apis(replica.cluster.client(), kind, &watch.options.pass.scope) {
+            let scope = &watch.options.pass.scope;
+            for (index, _) in apis(&replica.cluster.client(), kind, scope)
+                .iter()
+                .enumerate()
+            {
                 let name = format!("{}/{}", replica.name, kind.plural);
                 watch.mark(&name, WatcherState::Starting);
                 tasks.spawn(replica_watcher(
                     watch.clone(),
                     replica.clone(),
                     kind,
-                    api,
+                    index,
                     name,
                     stop.clone(),
                 ));
             }
         }
         tasks.spawn(replica_probe(watch.clone(), replica.clone(), stop.clone()));
+        tasks.spawn(reread_credentials(replica.clone(), stop.clone()));
     }
 }
 
@@ -290,22 +295,78 @@ async fn pump<K>(
     }
 }
 
+/// How often each replica's kubeconfig is checked for new credentials.
+const CREDENTIALS_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads a replica's kubeconfig when its content changes (a rotated token written over it,
+/// a Secret volume updated): its requests use the new credentials at once, its watchers
+/// restart with them.
+async fn reread_credentials(replica: Arc<Replica>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(CREDENTIALS_POLL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match replica.cluster.reread_credentials().await {
+            Ok(false) => {}
+            Ok(true) => {
+                info!(replica = %replica.name, "kubeconfig changed: credentials re-read");
+                replica
+                    .credentials
+                    .send_modify(|generation| *generation += 1);
+            }
+            Err(error) => {
+                warn!(replica = %replica.name, %error, "kubeconfig changed but cannot be read; the credentials in use stay");
+            }
+        }
+    }
+}
+
+/// Watches a replica's managed objects of one kind (the `index`-th of its collections),
+/// afresh with each new set of credentials.
 async fn replica_watcher(
     watch: Arc<Watch>,
     replica: Arc<Replica>,
     kind: &'static Kind,
-    api: Api<DynamicObject>,
+    index: usize,
     name: String,
     stop: CancellationToken,
 ) {
+    let mut credentials = replica.credentials.subscribe();
+    loop {
+        credentials.borrow_and_update();
+        let apis = apis(&replica.cluster.client(), kind, &watch.options.pass.scope);
+        let Some((_, api)) = apis.into_iter().nth(index) else {
+            return;
+        };
+        tokio::select! {
+            () = watch_replica(&watch, &replica, kind, api, &name, &stop) => return,
+            changed = credentials.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn watch_replica(
+    watch: &Arc<Watch>,
+    replica: &Arc<Replica>,
+    kind: &'static Kind,
+    api: Api<DynamicObject>,
+    name: &str,
+    stop: &CancellationToken,
+) {
     let config = watch_config().labels(&format!("{MANAGED_LABEL}=true"));
     let events = watcher(api, config).default_backoff();
-    pump(&watch, &name, events, &stop, |event| match event {
+    pump(watch, name, events, stop, |event| match event {
         watcher::Event::Apply(object) => {
             if let Some(reference) = reference_of(kind, &object) {
                 replica.present.note_present(&reference);
             }
-            watch.on_replica_object(&replica, kind, object);
+            watch.on_replica_object(replica, kind, object);
         }
         watcher::Event::InitApply(object) => {
             if let Some(reference) = reference_of(kind, &object) {

@@ -3,7 +3,9 @@
 //! A pass costs one paginated LIST per kind (cluster-wide, or per namespace with
 //! `--sync-namespaces`) plus one of namespaces; never a GET per object.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,6 +31,24 @@ pub use error::Error;
 pub const FIELD_MANAGER: &str = "k8s-sync";
 /// What a cluster's identity starts with; the uid of its `kube-system` namespace follows.
 pub const IDENTITY_PREFIX: &str = "cluster/";
+/// A kubeconfig file and context as a client configuration, and the sha256 of the file.
+async fn read_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+) -> Result<(kube::Config, [u8; 32]), Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| kubeconfig_error(path, &e))?;
+    let read: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| kubeconfig_error(path, &e))?;
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| kubeconfig_error(path, &e))?;
+    Ok((config, read))
+}
+
 /// What errors of the in-cluster configuration name as its origin.
 const IN_CLUSTER_ORIGIN: &str = "in-cluster service account";
 /// Objects per LIST page.
@@ -42,11 +62,21 @@ pub type Fence = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct Cluster {
     name: String,
-    client: kube::Client,
+    /// Shared by the clones: credentials re-read from the kubeconfig reach every user at once.
+    credentials: Arc<std::sync::RwLock<Credentials>>,
+    /// The kubeconfig and context it was made from, to re-read; none for in-cluster.
+    origin: Option<(PathBuf, Option<String>)>,
     retry: RetryPolicy,
     requests: Arc<Requests>,
     fence: Option<Fence>,
+}
+
+/// A client and what is known of its credentials.
+struct Credentials {
+    client: kube::Client,
     token_expiry: Option<jiff::Timestamp>,
+    /// The sha256 of the kubeconfig last read (whether or not a client came of it).
+    read: Option<[u8; 32]>,
 }
 
 /// Requests sent to a cluster, counted as reads and writes.
@@ -70,15 +100,46 @@ pub struct Listing {
 impl Cluster {
     /// Loads a kubeconfig (and context) into a client. Sends no request.
     pub async fn connect(name: &str, path: &Path, context: Option<&str>) -> Result<Self, Error> {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
-        let options = KubeConfigOptions {
-            context: context.map(str::to_string),
-            ..KubeConfigOptions::default()
+        let (config, read) = read_kubeconfig(path, context).await?;
+        let mut cluster = Self::from_config(name, config, path)?;
+        cluster.origin = Some((path.to_path_buf(), context.map(str::to_string)));
+        cluster.lock_mut().read = Some(read);
+        Ok(cluster)
+    }
+
+    /// Reads the kubeconfig again if its content changed since it was last read (a Secret
+    /// volume's update, a rotation): every clone of this cluster uses the new credentials from
+    /// its next request. `Ok(true)` when they changed; a broken file is reported once and the
+    /// credentials in use stay.
+    pub async fn reread_credentials(&self) -> Result<bool, Error> {
+        let Some((path, context)) = &self.origin else {
+            return Ok(false);
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| kubeconfig_error(path, &e))?;
-        Self::from_config(name, config, path)
+        let text = std::fs::read(path).map_err(|e| kubeconfig_error(path, &e))?;
+        let read: [u8; 32] = sha2::Sha256::digest(&text).into();
+        if self.lock().read == Some(read) {
+            return Ok(false);
+        }
+        self.lock_mut().read = Some(read);
+        let (config, _) = read_kubeconfig(path, context.as_deref()).await?;
+        let fresh = Self::from_config(&self.name, config, path)?;
+        let fresh = Arc::try_unwrap(fresh.credentials)
+            .ok()
+            .expect("a new cluster's credentials are its own")
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut credentials = self.lock_mut();
+        credentials.client = fresh.client;
+        credentials.token_expiry = fresh.token_expiry;
+        Ok(true)
+    }
+
+    fn lock(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
+        self.credentials.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_mut(&self) -> std::sync::RwLockWriteGuard<'_, Credentials> {
+        self.credentials.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A client from the service account of the Pod this process runs in (kube's in-cluster
@@ -111,11 +172,15 @@ impl Cluster {
         })?;
         Ok(Cluster {
             name: name.to_string(),
-            client,
+            credentials: Arc::new(std::sync::RwLock::new(Credentials {
+                client,
+                token_expiry,
+                read: None,
+            })),
+            origin: None,
             retry: RetryPolicy::default(),
             requests: Arc::default(),
             fence: None,
-            token_expiry,
         })
     }
 
@@ -139,7 +204,7 @@ impl Cluster {
     /// When the bearer token of its credentials expires, when that is known (a ServiceAccount
     /// token's `exp`).
     pub fn token_expiry(&self) -> Option<jiff::Timestamp> {
-        self.token_expiry
+        self.lock().token_expiry
     }
 
     /// Requests sent so far.
@@ -156,7 +221,7 @@ impl Cluster {
     /// Whether the server answers, and its version: [`Cluster::version`], once, not counted
     /// among the requests (a probe is not work sent to the cluster).
     pub async fn probe(&self) -> Result<String, Error> {
-        self.client
+        self.client()
             .apiserver_version()
             .await
             .map(|info| info.git_version)
@@ -216,7 +281,7 @@ impl Cluster {
                 counter.fetch_add(1, Ordering::Relaxed);
                 let request = clone_request(&request);
                 async {
-                    self.client
+                    self.client()
                         .request::<Value>(request)
                         .await
                         .map_err(|e| Error::from_kube(what.to_string(), e))
@@ -347,9 +412,10 @@ impl Cluster {
         Ok(self.get(kind, namespace, name).await?.is_some())
     }
 
-    /// The kube client, for watches.
-    pub fn client(&self) -> &kube::Client {
-        &self.client
+    /// The kube client, with the credentials in use now (for watches: they restart with a
+    /// new one when the credentials change).
+    pub fn client(&self) -> kube::Client {
+        self.lock().client.clone()
     }
 
     /// Creates a namespace; one that already exists is fine.
