@@ -457,6 +457,12 @@ async fn a_rotated_kubeconfig_is_read_again_once_the_old_token_is_revoked() {
     );
     let api = ApiServer::attach(daemon);
     converges(&env, "replica-2", &app, "one", json!({"n": "1"})).await;
+    // Minted for two hours: within the warning's 48.
+    assert!(
+        api.log().contains("the replica's token expires soon"),
+        "{}",
+        api.log()
+    );
 
     // Revoked: a token dies with the ServiceAccount it was minted for.
     let replica = env.client("replica-2").await;
