@@ -295,7 +295,10 @@ async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
             "spec": {"containers": [{"name": "k8s-sync", "image": "k8s-sync:test"}]}}))
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
-        let copy_dir = TestDir::new();
+        // As the Pod runs it: an unprivileged user, its database in its own directory.
+        let copy_dir = TestDir::unprivileged();
+        copy_dir.share(&read_primary);
+        copy_dir.share(&write_replica);
         let daemon = start_watch_in(
             &copy_dir,
             &env,
@@ -349,7 +352,11 @@ async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
     assert!(data_of(&replica, &app, "settings").await.is_some());
     for (dir, api) in &copies {
         assert!(!api.log().contains("not-for-the-log"), "{}", api.log());
-        let _ = jobs(dir, &[]);
+        if let Some(user) = dir.user() {
+            use std::os::unix::fs::MetadataExt as _;
+            let db = std::fs::metadata(dir.path().join("jobs.db")).unwrap();
+            assert_eq!(db.uid(), user, "the database is the unprivileged user's");
+        }
     }
 }
 

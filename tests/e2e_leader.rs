@@ -57,6 +57,35 @@ fn copy(
     api
 }
 
+/// Two copies syncing `ns` to replica-1 with their Lease in `home`: `copy-a`, reaching the
+/// primary through `primary_a` with `extra_a` flags too, leads; `copy-b` follows it.
+async fn leader_and_follower(
+    env: &TestEnv,
+    primary_a: &str,
+    ns: &str,
+    home: &str,
+    extra_a: &[&str],
+    dirs: (&TestDir, &TestDir),
+) -> (ApiServer, ApiServer) {
+    let mut flags = election(home, "copy-a");
+    flags.extend(extra_a.iter().map(|f| f.to_string()));
+    let a = copy(dirs.0, env, primary_a, &["replica-1"], ns, &flags);
+    eventually(DEADLINE, "copy-a leads", || async { leading(&a) }).await;
+    let b = copy(
+        dirs.1,
+        env,
+        "primary",
+        &["replica-1"],
+        ns,
+        &election(home, "copy-b"),
+    );
+    eventually(DEADLINE, "copy-b knows copy-a leads", || async {
+        leader(&b)["holder"] == "copy-a"
+    })
+    .await;
+    (a, b)
+}
+
 fn leader(api: &ApiServer) -> Value {
     api.get("/api/status").json()["leader"].clone()
 }
@@ -99,27 +128,7 @@ async fn one_copy_leads_and_after_kill_9_the_other_takes_over_within_the_lease_d
     let pods = pods(&env, &home, &["copy-a", "copy-b"]).await;
     let primary = env.client("primary").await;
     let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
-    let mut a = copy(
-        &dir_a,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        &election(&home, "copy-a"),
-    );
-    eventually(DEADLINE, "copy-a leads", || async { leading(&a) }).await;
-    let b = copy(
-        &dir_b,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        &election(&home, "copy-b"),
-    );
-    eventually(DEADLINE, "copy-b knows copy-a leads", || async {
-        leader(&b)["holder"] == "copy-a"
-    })
-    .await;
+    let (mut a, b) = leader_and_follower(&env, "primary", &ns, &home, &[], (&dir_a, &dir_b)).await;
     assert!(!leading(&b));
     let ready = b.get("/readyz");
     assert_eq!(ready.status, 503, "{ready}");
@@ -174,27 +183,7 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
     let ns = env.namespace("handover", &["primary", "replica-1"]).await;
     let home = env.namespace("handover-home", &["primary"]).await;
     let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
-    let mut a = copy(
-        &dir_a,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        &election(&home, "copy-a"),
-    );
-    eventually(DEADLINE, "copy-a leads", || async { leading(&a) }).await;
-    let b = copy(
-        &dir_b,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        &election(&home, "copy-b"),
-    );
-    eventually(DEADLINE, "copy-b follows", || async {
-        leader(&b)["holder"] == "copy-a"
-    })
-    .await;
+    let (mut a, b) = leader_and_follower(&env, "primary", &ns, &home, &[], (&dir_a, &dir_b)).await;
     a.terminate();
     assert!(a.wait(DEADLINE).success(), "{}", a.log());
     assert!(a.log().contains("lease given up"), "{}", a.log());
@@ -224,33 +213,10 @@ async fn a_leader_cut_off_from_the_primary_writes_nothing_after_its_renew_deadli
     let through = proxy.kubeconfig(dir_a.path(), &token_of(&env.kubeconfig("primary")));
     // Probes far apart: copy-a's watch streams hang without an error, so its state of the
     // primary still looks whole, and only the lease keeps it from writing.
-    let mut slow = election(&home, "copy-a");
-    slow.extend(["--probe-interval", "120s"].map(String::from));
-    let a = copy(
-        &dir_a,
-        &env,
-        &through.display().to_string(),
-        &["replica-1"],
-        &ns,
-        &slow,
-    );
-    eventually(DEADLINE, "copy-a leads and synced", || async {
-        leading(&a)
-    })
-    .await;
+    let through = through.display().to_string();
+    let slow = ["--probe-interval", "120s"];
+    let (a, b) = leader_and_follower(&env, &through, &ns, &home, &slow, (&dir_a, &dir_b)).await;
     converges(&env, "replica-1", &ns, "settings", json!({"n": "1"})).await;
-    let b = copy(
-        &dir_b,
-        &env,
-        "primary",
-        &["replica-1"],
-        &ns,
-        &election(&home, "copy-b"),
-    );
-    eventually(DEADLINE, "copy-b follows", || async {
-        leader(&b)["holder"] == "copy-a"
-    })
-    .await;
 
     proxy.cut();
     let cut = Instant::now();

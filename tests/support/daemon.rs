@@ -23,7 +23,12 @@ impl Daemon {
     ) -> Self {
         let log = dir.path().join(log_name);
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_k8s-sync"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_k8s-sync"));
+        if let Some(user) = dir.user() {
+            use std::os::unix::process::CommandExt as _;
+            command.uid(user).gid(user);
+        }
+        let child = command
             .current_dir(dir.path())
             .args(args)
             // The log a user sees: the daemons' own defaults.

@@ -25,9 +25,14 @@ pub fn fixture(relative: &str) -> PathBuf {
     repo_root().join("fixtures").join(relative)
 }
 
+/// The uid and gid the deploy base runs k8s-sync as (`runAsUser` in deploy/primary).
+pub const UNPRIVILEGED: u32 = 65532;
+
 /// A temporary working directory that disappears with the test.
 pub struct TestDir {
     dir: tempfile::TempDir,
+    /// The user the daemons started in it run as, when not the test's own.
+    user: Option<u32>,
 }
 
 impl TestDir {
@@ -37,6 +42,43 @@ impl TestDir {
                 .prefix("k8s-sync-test")
                 .tempdir()
                 .expect("create temp dir"),
+            user: None,
+        }
+    }
+
+    /// A directory owned by [`UNPRIVILEGED`], whose daemons run as that user, as in the
+    /// deploy base's Pod. Tests running as another user than root run as themselves, which is
+    /// unprivileged already.
+    pub fn unprivileged() -> Self {
+        let mut dir = Self::new();
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            m.uid() == 0
+        });
+        if root {
+            std::os::unix::fs::chown(dir.path(), Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+            dir.user = Some(UNPRIVILEGED);
+        }
+        dir
+    }
+
+    /// The user daemons started here run as, if not the test's.
+    pub fn user(&self) -> Option<u32> {
+        self.user
+    }
+
+    /// Lets the directory's user read `file` (a kubeconfig made by the test's user).
+    pub fn share(&self, file: &Path) {
+        if let Some(user) = self.user {
+            std::os::unix::fs::chown(file, Some(user), Some(user)).unwrap();
+            let mut at = file.parent();
+            while let Some(dir) = at.filter(|d| d.starts_with(std::env::temp_dir())) {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o711))
+                    .unwrap();
+                at = dir.parent();
+            }
         }
     }
 
