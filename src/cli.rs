@@ -3,9 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use k8s_sync::kinds::KindSet;
-use k8s_sync::safety::MaxPrune;
-use k8s_sync::scope::Scope;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -29,8 +26,12 @@ pub struct Cli {
     pub output: OutputArgs,
 }
 
+mod daemon;
 mod election;
+mod pass;
+pub use daemon::{ServeArgs, WatchArgs};
 pub use election::ElectionArgs;
+pub use pass::{PassArgs, ScopeArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -187,97 +188,6 @@ pub enum Format {
     Json,
 }
 
-/// What a pass looks at.
-#[derive(Debug, Args)]
-pub struct ScopeArgs {
-    /// Sync only these namespaces (comma-separated). Default: every namespace.
-    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
-    pub sync_namespaces: Vec<String>,
-    /// Also sync kube-* namespaces (kube-system, kube-public, ...), which are skipped by default.
-    #[arg(long)]
-    pub allow_sensitive_namespaces: bool,
-    /// Never sync these namespaces (comma-separated). The namespace k8s-sync runs in (the
-    /// Pod's, from POD_NAMESPACE or its service account) is always excluded: it holds the
-    /// replicas' write credentials.
-    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
-    pub exclude_namespaces: Vec<String>,
-    /// Kinds to sync (comma-separated): deployments, statefulsets, configmaps, secrets,
-    /// persistentvolumeclaims.
-    #[arg(
-        long,
-        value_name = "KIND,...",
-        default_value = "deployments,statefulsets,configmaps,secrets,persistentvolumeclaims"
-    )]
-    pub kinds: KindSet,
-}
-
-impl ScopeArgs {
-    pub fn scope(&self) -> Scope {
-        Scope {
-            kinds: self.kinds,
-            namespaces: (!self.sync_namespaces.is_empty())
-                .then(|| self.sync_namespaces.iter().cloned().collect()),
-            allow_sensitive_namespaces: self.allow_sensitive_namespaces,
-            excluded: self
-                .exclude_namespaces
-                .iter()
-                .cloned()
-                .chain(k8s_sync::endpoint::own_namespace())
-                .collect(),
-        }
-    }
-}
-
-/// The source and replicas of a pass.
-#[derive(Debug, Args)]
-pub struct PassArgs {
-    /// The source: a directory of manifests or snapshot, or a kubeconfig (FILE#CONTEXT).
-    #[arg(long, value_name = "SRC")]
-    pub primary: String,
-    /// A replica: a directory or kubeconfig, optionally named NAME=PATH. Repeatable.
-    #[arg(long, value_name = "DST")]
-    pub replica: Vec<String>,
-    /// A directory in which every regular, non-hidden file is a replica kubeconfig, named
-    /// after its file stem.
-    #[arg(long, value_name = "DIR")]
-    pub replica_dir: Option<PathBuf>,
-    /// The name recorded in the k8s-sync.io/source annotation of every object applied, and
-    /// used to recognise this primary's objects when pruning. Default: the primary's name (its
-    /// kubeconfig's file stem, or the source recorded in a snapshot).
-    #[arg(long, value_name = "NAME")]
-    pub source_name: Option<String>,
-    /// Report replica objects k8s-sync did not create, and that differ, as conflicts instead of
-    /// adopting them.
-    #[arg(long)]
-    pub no_adopt: bool,
-    /// Keep objects k8s-sync created that are gone from the primary.
-    #[arg(long)]
-    pub no_prune: bool,
-    #[command(flatten)]
-    pub prune: PruneArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-}
-
-/// How far pruning may go: the guards between a deletion on the primary and the replicas.
-#[derive(Debug, Args)]
-pub struct PruneArgs {
-    /// Prune at most this many objects of one replica in one pass (in watch mode, within
-    /// --max-prune-window): a count, or a percentage of the objects the primary manages there
-    /// (a percentage allows at least 10). A pass that would prune more prunes none of them and
-    /// records them as held.
-    #[arg(long, value_name = "N|P%", default_value = "10%")]
-    pub max_prune: MaxPrune,
-    /// Also prune PersistentVolumeClaims gone from the primary. Without it they are kept:
-    /// they hold the data.
-    #[arg(long)]
-    pub prune_pvcs: bool,
-    /// Prune a replica's copy only once the object has stayed deleted on the primary this
-    /// long (e.g. 10m), so that an accidental deletion can be undone before the copies follow.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub prune_delay: std::time::Duration,
-}
-
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
@@ -341,69 +251,6 @@ pub struct DbArgs {
         global = true
     )]
     pub path: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct WatchArgs {
-    #[command(flatten)]
-    pub pass: PassArgs,
-    #[command(flatten)]
-    pub run: RunArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Time between full passes, e.g. 5m, 1h.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    pub resync_interval: std::time::Duration,
-    /// How long writes in flight may take to finish after SIGINT/SIGTERM.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_timeout: std::time::Duration,
-    /// Automatic retries of a failed change before it stays failed (for /retry).
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub auto_retries: u32,
-    /// The sliding window over which --max-prune counts the prunes of one replica.
-    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
-    pub max_prune_window: std::time::Duration,
-    /// How often the primary is asked whether it answers, and how long it may take.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub probe_interval: std::time::Duration,
-    #[command(flatten)]
-    pub election: ElectionArgs,
-}
-
-/// The HTTP server's settings, shared by `serve` and `watch`.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Address to listen on.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "0.0.0.0:8080",
-        env = "K8S_SYNC_LISTEN"
-    )]
-    pub listen: std::net::SocketAddr,
-    /// How long a login token stays valid, e.g. 12h, 30m.
-    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_duration)]
-    pub token_ttl: std::time::Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// The primary, for /api/status and /retry.
-    #[arg(long, value_name = "SRC", requires = "replicas")]
-    pub primary: Option<String>,
-    /// A replica (repeatable), for /api/status and /retry.
-    #[arg(long, value_name = "DST", group = "replicas")]
-    pub replica: Vec<String>,
-    /// A directory of replica kubeconfigs, for /api/status and /retry.
-    #[arg(long, value_name = "DIR", group = "replicas")]
-    pub replica_dir: Option<PathBuf>,
-    /// Name written into the source annotation when /retry applies (default: the primary's).
-    #[arg(long, value_name = "NAME")]
-    pub source_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
