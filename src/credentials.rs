@@ -35,15 +35,11 @@ pub enum Error {
         reason: String,
     },
     /// The server refused the TokenRequest or did not answer.
-    #[error("token for service account {namespace}/{name}: {reason}")]
-    Token {
-        /// The account's namespace.
-        namespace: String,
-        /// The account.
-        name: String,
-        /// The server's answer, on one line.
-        reason: String,
-    },
+    #[error(transparent)]
+    Token(#[from] crate::endpoint::cluster::Error),
+    /// The server answered the TokenRequest without a token.
+    #[error("token for service account {0}: the server sent none")]
+    Empty(String),
 }
 
 /// Mints a token for ServiceAccount `namespace/name` valid for `duration` (the server may
@@ -110,24 +106,20 @@ pub async fn mint(
         }),
         ..TokenRequest::default()
     };
-    let refused = |reason: String| Error::Token {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        reason,
-    };
+    let account = format!("{namespace}/{name}");
     let answer = accounts
         .create_token_request(name, &PostParams::default(), &request)
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) => refused(format!("{} {}: {}", s.code, s.reason, s.message)),
-            other => refused(other.to_string()),
+        .map_err(|e| {
+            let what = format!("token for service account {account}");
+            crate::endpoint::cluster::Error::from_kube(what, e)
         })?;
     let status = answer.status.unwrap_or_default();
     let token = status
         .token
         .clone()
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| refused("the server sent no token".into()))?;
+        .ok_or(Error::Empty(account))?;
 
     let user = format!("system:serviceaccount:{namespace}:{name}");
     let mut cluster_entry = json!({"server": server});

@@ -19,6 +19,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::endpoint::cluster::Error as ClusterError;
+
 /// The label the leader puts on its own Pod, for the Service to select.
 pub const LEADER_LABEL: &str = "k8s-sync.io/leader";
 
@@ -57,27 +59,6 @@ struct Held {
     holder: Option<String>,
     /// The Lease's record as last read, and when it was first seen so.
     observed: Option<(String, Instant)>,
-}
-
-/// The election errors that are worth a log line.
-#[derive(Debug, thiserror::Error)]
-enum LeaseError {
-    #[error("lease {lease}: {}", one_line(source))]
-    Api {
-        lease: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-/// A kube error on one line: the server's code, reason and message, not its whole status.
-fn one_line(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message)
-        }
-        other => other.to_string(),
-    }
 }
 
 impl Leadership {
@@ -191,14 +172,13 @@ impl Leadership {
                 () = stop.cancelled() => break,
             }
         }
-        if self
+        let held = self
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .renewed
-            .is_some()
-        {
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).renewed = None;
+            .take();
+        if held.is_some() {
             self.publish(&pods, &options, &lease).await;
             match self.release(&leases, &options).await {
                 Ok(()) => info!(%lease, "lease given up"),
@@ -227,7 +207,7 @@ impl Leadership {
         if let Some(pod) = &options.pod
             && let Err(error) = label_leader(pods, pod, leading).await
         {
-            let error = one_line(&error);
+            let error = ClusterError::from_kube(format!("label pod {pod}"), error);
             warn!(%error, %pod, "cannot update the leader label");
         }
     }
@@ -237,11 +217,8 @@ impl Leadership {
         &self,
         leases: &Api<Lease>,
         options: &LeaseOptions,
-    ) -> Result<bool, LeaseError> {
-        let api_error = |source| LeaseError::Api {
-            lease: format!("{}/{}", options.namespace, options.name),
-            source,
-        };
+    ) -> Result<bool, ClusterError> {
+        let api_error = |source| lease_error(options, source);
         let now = MicroTime(jiff::Timestamp::now());
         let seconds = i32::try_from(options.duration.as_secs()).unwrap_or(i32::MAX);
         let existing = leases.get_opt(&options.name).await.map_err(api_error)?;
@@ -321,11 +298,12 @@ impl Leadership {
     }
 
     /// Marks the Lease free, as client-go's `ReleaseOnCancel` does.
-    async fn release(&self, leases: &Api<Lease>, options: &LeaseOptions) -> Result<(), LeaseError> {
-        let api_error = |source| LeaseError::Api {
-            lease: format!("{}/{}", options.namespace, options.name),
-            source,
-        };
+    async fn release(
+        &self,
+        leases: &Api<Lease>,
+        options: &LeaseOptions,
+    ) -> Result<(), ClusterError> {
+        let api_error = |source| lease_error(options, source);
         let Some(mut current) = leases.get_opt(&options.name).await.map_err(api_error)? else {
             return Ok(());
         };
@@ -345,6 +323,12 @@ impl Leadership {
             .map(drop)
             .map_err(api_error)
     }
+}
+
+/// A request about the Lease that failed, on one line.
+fn lease_error(options: &LeaseOptions, source: kube::Error) -> ClusterError {
+    let what = format!("lease {}/{}", options.namespace, options.name);
+    ClusterError::from_kube(what, source)
 }
 
 /// Puts [`LEADER_LABEL`] on this copy's Pod when it leads (and takes it off the Pods of

@@ -245,7 +245,7 @@ impl Watch {
         let election = tokio::spawn(
             self.leadership
                 .clone()
-                .run(self.primary.client().clone(), stop_election.clone()),
+                .run(self.primary.client(), stop_election.clone()),
         );
         tasks.spawn(self.clone().follow_leadership());
         tasks.spawn(self.clone().warn_of_expiring_credentials());
@@ -297,10 +297,11 @@ impl Watch {
         loop {
             hourly.tick().await;
             for replica in &self.replicas {
-                let Some(expiry) = replica.cluster.token_expiry() else {
+                let (Some(expiry), Some(left)) =
+                    (replica.cluster.token_expiry(), replica.cluster.token_left())
+                else {
                     continue;
                 };
-                let left = expiry.duration_since(jiff::Timestamp::now());
                 if left.is_negative() {
                     warn!(replica = %replica.name, %expiry, "the replica's token has expired: mint a new one with `k8s-sync replica-credentials`");
                 } else if left < EXPIRY_WARNING {
@@ -316,9 +317,7 @@ impl Watch {
     async fn follow_leadership(self: Arc<Self>) {
         let mut changes = self.leadership.subscribe();
         while changes.changed().await.is_ok() {
-            let leading = *changes.borrow_and_update();
-            self.metrics.leader.set(i64::from(leading));
-            if !leading {
+            if !*changes.borrow_and_update() {
                 self.losses.fetch_add(1, Ordering::AcqRel);
             }
             self.authority_changed.notify_waiters();
@@ -384,8 +383,7 @@ impl Watch {
                     .replication_lag
                     .with_label_values(&name)
                     .set(figures.lag.as_secs_f64());
-                if let Some(expiry) = replica.cluster.token_expiry() {
-                    let left = expiry.duration_since(jiff::Timestamp::now());
+                if let Some(left) = replica.cluster.token_left() {
                     metrics
                         .credentials_expiry
                         .with_label_values(&name)

@@ -196,8 +196,8 @@ async fn primary_watcher(
 ) {
     let kind = collection.kind;
     let api = match &collection.namespace {
-        Some(ns) => Api::namespaced_with(watch.primary.client().clone(), ns, &resource(kind)),
-        None => Api::all_with(watch.primary.client().clone(), &resource(kind)),
+        Some(ns) => Api::namespaced_with(watch.primary.client(), ns, &resource(kind)),
+        None => Api::all_with(watch.primary.client(), &resource(kind)),
     };
     let mut relist = watch.relist.subscribe();
     let mut failures = 0;
@@ -392,7 +392,7 @@ async fn watch_replica(
 }
 
 async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
-    let api: Api<Namespace> = Api::all(watch.primary.client().clone());
+    let api: Api<Namespace> = Api::all(watch.primary.client());
     let events = watcher(api, watch_config()).default_backoff();
     pump(&watch, "primary/namespaces", events, &stop, |event| {
         let namespace = match event {

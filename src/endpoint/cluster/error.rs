@@ -66,7 +66,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(super) fn from_kube(what: String, error: kube::Error) -> Self {
+    /// `error` of the request `what`: the server's answer, or its absence.
+    pub fn from_kube(what: String, error: kube::Error) -> Self {
         match error {
             kube::Error::Api(status) => Error::Rejected {
                 what,

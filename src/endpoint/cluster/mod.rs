@@ -31,22 +31,23 @@ pub use error::Error;
 pub const FIELD_MANAGER: &str = "k8s-sync";
 /// What a cluster's identity starts with; the uid of its `kube-system` namespace follows.
 pub const IDENTITY_PREFIX: &str = "cluster/";
-/// A kubeconfig file and context as a client configuration, and the sha256 of the file.
-async fn read_kubeconfig(
-    path: &Path,
-    context: Option<&str>,
-) -> Result<(kube::Config, [u8; 32]), Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| kubeconfig_error(path, &e))?;
-    let read: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
-    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| kubeconfig_error(path, &e))?;
+/// A kubeconfig file (its relative paths taken from its directory, as kube reads it) and
+/// context as a client configuration.
+async fn load_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Config, Error> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..KubeConfigOptions::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| kubeconfig_error(path, &e))?;
-    Ok((config, read))
+        .map_err(|e| kubeconfig_error(path, &e))
+}
+
+/// What tells one version of a kubeconfig file from another: the sha256 of its content.
+fn fingerprint(path: &Path) -> Result<[u8; 32], Error> {
+    let bytes = std::fs::read(path).map_err(|e| kubeconfig_error(path, &e))?;
+    Ok(sha2::Sha256::digest(&bytes).into())
 }
 
 /// What errors of the in-cluster configuration name as its origin.
@@ -79,6 +80,33 @@ struct Credentials {
     read: Option<[u8; 32]>,
 }
 
+impl Credentials {
+    /// A client for `config` (from `origin`, for errors), with k8s-sync's timeouts.
+    fn from_config(mut config: kube::Config, origin: &Path) -> Result<Self, Error> {
+        use secrecy::ExposeSecret as _;
+        let token_expiry = config
+            .auth_info
+            .token
+            .as_ref()
+            .and_then(|t| crate::credentials::token_expiry(t.expose_secret()));
+        // An unreachable replica must fail fast, not hang the pass.
+        config.connect_timeout = Some(Duration::from_secs(5));
+        config.read_timeout = Some(Duration::from_secs(60));
+        // k8s-sync retries itself: it counts attempts into jobs, and a client-level retry
+        // underneath would multiply them.
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).map_err(|source| Error::Client {
+            path: origin.to_path_buf(),
+            source,
+        })?;
+        Ok(Credentials {
+            client,
+            token_expiry,
+            read: None,
+        })
+    }
+}
+
 /// Requests sent to a cluster, counted as reads and writes.
 #[derive(Debug, Default)]
 pub struct Requests {
@@ -100,10 +128,12 @@ pub struct Listing {
 impl Cluster {
     /// Loads a kubeconfig (and context) into a client. Sends no request.
     pub async fn connect(name: &str, path: &Path, context: Option<&str>) -> Result<Self, Error> {
-        let (config, read) = read_kubeconfig(path, context).await?;
-        let mut cluster = Self::from_config(name, config, path)?;
+        let read = fingerprint(path)?;
+        let config = load_kubeconfig(path, context).await?;
+        let mut credentials = Credentials::from_config(config, path)?;
+        credentials.read = Some(read);
+        let mut cluster = Self::with_credentials(name, credentials);
         cluster.origin = Some((path.to_path_buf(), context.map(str::to_string)));
-        cluster.lock_mut().read = Some(read);
         Ok(cluster)
     }
 
@@ -115,22 +145,16 @@ impl Cluster {
         let Some((path, context)) = &self.origin else {
             return Ok(false);
         };
-        let text = std::fs::read(path).map_err(|e| kubeconfig_error(path, &e))?;
-        let read: [u8; 32] = sha2::Sha256::digest(&text).into();
+        let read = fingerprint(path)?;
         if self.lock().read == Some(read) {
             return Ok(false);
         }
         self.lock_mut().read = Some(read);
-        let (config, _) = read_kubeconfig(path, context.as_deref()).await?;
-        let fresh = Self::from_config(&self.name, config, path)?;
-        let fresh = Arc::try_unwrap(fresh.credentials)
-            .ok()
-            .expect("a new cluster's credentials are its own")
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut credentials = self.lock_mut();
-        credentials.client = fresh.client;
-        credentials.token_expiry = fresh.token_expiry;
+        // Changed while being read: the next check reads it again, which costs nothing more.
+        let config = load_kubeconfig(path, context.as_deref()).await?;
+        let mut fresh = Credentials::from_config(config, path)?;
+        fresh.read = Some(read);
+        *self.lock_mut() = fresh;
         Ok(true)
     }
 
@@ -150,38 +174,21 @@ impl Cluster {
             Error::Kubeconfig { reason, .. } => Error::InCluster { reason },
             other => other,
         })?;
-        Self::from_config(name, config, origin)
+        Ok(Self::with_credentials(
+            name,
+            Credentials::from_config(config, origin)?,
+        ))
     }
 
-    fn from_config(name: &str, mut config: kube::Config, origin: &Path) -> Result<Self, Error> {
-        use secrecy::ExposeSecret as _;
-        let token_expiry = config
-            .auth_info
-            .token
-            .as_ref()
-            .and_then(|t| crate::credentials::token_expiry(t.expose_secret()));
-        // An unreachable replica must fail fast, not hang the pass.
-        config.connect_timeout = Some(Duration::from_secs(5));
-        config.read_timeout = Some(Duration::from_secs(60));
-        // k8s-sync retries itself: it counts attempts into jobs, and a client-level retry
-        // underneath would multiply them.
-        config.default_retry = false;
-        let client = kube::Client::try_from(config).map_err(|source| Error::Client {
-            path: origin.to_path_buf(),
-            source,
-        })?;
-        Ok(Cluster {
+    fn with_credentials(name: &str, credentials: Credentials) -> Self {
+        Cluster {
             name: name.to_string(),
-            credentials: Arc::new(std::sync::RwLock::new(Credentials {
-                client,
-                token_expiry,
-                read: None,
-            })),
+            credentials: Arc::new(std::sync::RwLock::new(credentials)),
             origin: None,
             retry: RetryPolicy::default(),
             requests: Arc::default(),
             fence: None,
-        })
+        }
     }
 
     /// Asks `fence` before every write (dry-run ones included) and sends none it refuses.
@@ -205,6 +212,12 @@ impl Cluster {
     /// token's `exp`).
     pub fn token_expiry(&self) -> Option<jiff::Timestamp> {
         self.lock().token_expiry
+    }
+
+    /// How long its token has left (negative once expired), when its expiry is known.
+    pub fn token_left(&self) -> Option<jiff::SignedDuration> {
+        self.token_expiry()
+            .map(|expiry| expiry.duration_since(jiff::Timestamp::now()))
     }
 
     /// Requests sent so far.
