@@ -5,6 +5,7 @@
 //! snapshot into a [`diff::Plan`], and (in later stages) applies the plan. The same snapshot can be
 //! archived for audits ([`archive`]).
 
+pub mod accounts;
 pub mod api;
 pub mod apply;
 pub mod archive;

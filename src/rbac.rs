@@ -44,7 +44,10 @@ pub static GRANTS: [Grant; 2] = [
 ];
 
 /// What the copies in the primary need in their own namespace (a Role there): the Lease of the
-/// election, and the leader's label on its own Pod, taken off the Pods of earlier leaders.
+/// election, the leader's label on its own Pod (taken off the Pods of earlier leaders), and
+/// the Secret of the API's users and sessions that the copies share
+/// ([`SECRET_NAME`](crate::accounts::SECRET_NAME); the Role names it for every verb but
+/// `create`, which cannot be limited by name).
 pub static LEADER_ELECTION: &[(&str, &str, &[&str])] = &[
     (
         "coordination.k8s.io",
@@ -52,6 +55,7 @@ pub static LEADER_ELECTION: &[(&str, &str, &[&str])] = &[
         &["get", "create", "update"],
     ),
     ("", "pods", &["get", "list", "patch"]),
+    ("", "secrets", &["get", "list", "watch", "create", "update"]),
 ];
 
 /// The permissions of [`LEADER_ELECTION`], as (group, resource, verb).

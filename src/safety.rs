@@ -4,7 +4,9 @@
 //! through [`gate`] between planning and applying:
 //! - changes of a kind whose primary state is not authoritative (not listed in full by this
 //!   process, or the primary unreachable) are left out: nothing is written for that kind;
-//! - a prune already held stays held until an operator releases it (or `--force-prune`);
+//! - a prune already held stays held until an operator releases it (or `--force-prune`),
+//!   whether this process recorded the hold or another copy did (the replica's object carries
+//!   [`PRUNE_HELD_ANNOTATION`](crate::normalize::PRUNE_HELD_ANNOTATION));
 //! - a prune within `--prune-delay` of its deletion on the primary waits (`delayed`);
 //! - a pass that would prune more than `--max-prune` on one replica (over the sliding window,
 //!   in watch mode) prunes none of them: they are held;
@@ -220,8 +222,15 @@ pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<O
         if change.action != Action::Prune {
             continue;
         }
-        let record = context.deferred.get(&change.reference());
-        let held = record.is_some_and(|r| r.status == Status::Held);
+        let reference = change.reference();
+        let record = context.deferred.get(&reference);
+        let marked = context
+            .live
+            .objects
+            .get(&reference)
+            .and_then(|e| e.applied.as_ref())
+            .is_some_and(|a| a.prune_held);
+        let held = marked || record.is_some_and(|r| r.status == Status::Held);
         if held && !rules.force {
             change.deferral = Some(Deferral::Held);
             continue;

@@ -7,7 +7,9 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::kinds::{self, Kind};
-use crate::normalize::{self, CHANGE_KEY_ANNOTATION, ChangeKey, SOURCE_ANNOTATION};
+use crate::normalize::{
+    self, CHANGE_KEY_ANNOTATION, ChangeKey, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
+};
 use crate::scope::{Scope, Skip};
 
 /// Identifies one object: kind, namespace and name.
@@ -68,6 +70,8 @@ pub struct Applied {
     pub source: String,
     /// The change key that was applied.
     pub change_key: ChangeKey,
+    /// Its prune is held (over `--max-prune`) until released: [`PRUNE_HELD_ANNOTATION`].
+    pub prune_held: bool,
 }
 
 /// The uid and resourceVersion an object had when listed, for delete preconditions.
@@ -296,7 +300,12 @@ fn read_applied(object: &Value) -> Option<Applied> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    Some(Applied { source, change_key })
+    let prune_held = annotations.get(PRUNE_HELD_ANNOTATION).is_some();
+    Some(Applied {
+        source,
+        change_key,
+        prune_held,
+    })
 }
 
 /// Checks an RFC 1123 subdomain (names) or label (namespaces, `max` 63). Valid names can never
@@ -401,9 +410,16 @@ mod tests {
             entry.applied,
             Some(Applied {
                 source: "primary".into(),
-                change_key: key
+                change_key: key.clone(),
+                prune_held: false,
             })
         );
+        let mut held = configmap(Some("shop"), "b");
+        held["metadata"]["annotations"] = json!({SOURCE_ANNOTATION: "primary",
+            CHANGE_KEY_ANNOTATION: key.as_str(), PRUNE_HELD_ANNOTATION: "2026-12-01T00:00:00Z"});
+        let snap = Snapshot::build("r", [raw(held)], &Scope::default()).unwrap();
+        let entry = snap.objects.values().next().unwrap();
+        assert!(entry.applied.as_ref().unwrap().prune_held);
         assert!(entry.object["metadata"].get("annotations").is_none());
     }
 

@@ -9,6 +9,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use k8s_sync::kinds::KINDS;
 use k8s_sync::rbac::{self, Part};
@@ -88,6 +89,17 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
         rbac::leader_election(),
         "deploy/primary's Role"
     );
+    // Secrets hold the replicas' write tokens: the Role reaches only the accounts' Secret,
+    // but for `create`, which no name can limit.
+    for rule in only(&primary, "Role")["rules"].as_array().unwrap() {
+        if rule["resources"] == json!(["secrets"]) && rule["verbs"] != json!(["create"]) {
+            assert_eq!(
+                rule["resourceNames"],
+                json!([k8s_sync::accounts::SECRET_NAME]),
+                "{rule}"
+            );
+        }
+    }
 
     // Every binding names the base's own ServiceAccount, in its namespace.
     for objects in [&primary, &replica] {
@@ -248,72 +260,125 @@ fn wait_for_rbac(kubeconfig: &Path) {
     .unwrap();
 }
 
+/// The bases installed on the primary and replica-1 under a namespace of their own, and two
+/// `watch` copies running with only the credentials minted for their ServiceAccounts, as
+/// the Pods `copy-a` and `copy-b` would.
+struct Deployment {
+    /// k8s-sync's own namespace on the primary.
+    home: String,
+    /// The namespace the copies sync.
+    app: String,
+    primary: kube::Client,
+    pods: Api<k8s_openapi::api::core::v1::Pod>,
+    copies: Vec<(TestDir, ApiServer)>,
+    _dir: TestDir,
+}
+
+impl Deployment {
+    async fn start(env: &TestEnv, extra: &[&str]) -> Self {
+        let tag = format!("{:08x}", fastrand::u32(..));
+        let home = format!("k8s-sync-{tag}");
+        let primary_objects = render("primary", Some((&home, &tag)));
+        let replica_objects = render("replica", Some((&home, &tag)));
+        let primary = env.client("primary").await;
+        install(&primary, &primary_objects).await;
+        install(&env.client("replica-1").await, &replica_objects).await;
+        let app = env.namespace("deployed-app", &["primary"]).await;
+
+        let dir = TestDir::new();
+        let read_primary = credentials(
+            &dir,
+            &env.kubeconfig("primary"),
+            &format!("{home}/{tag}-k8s-sync"),
+            "primary.kubeconfig",
+        );
+        std::fs::create_dir(dir.path().join("replicas")).unwrap();
+        let write_replica = credentials(
+            &dir,
+            &env.kubeconfig("replica-1"),
+            &format!("{home}/{tag}-k8s-sync-replica"),
+            "replicas/replica-1.kubeconfig",
+        );
+        let (primary_arg, replica_arg) = (
+            read_primary.display().to_string(),
+            write_replica.display().to_string(),
+        );
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(primary.clone(), &home);
+        let mut flags = vec!["--leader-elect"];
+        flags.extend_from_slice(extra);
+        let mut copies = Vec::new();
+        for name in ["copy-a", "copy-b"] {
+            let pod = serde_json::from_value(json!({"metadata": {"name": name},
+                "spec": {"containers": [{"name": "k8s-sync", "image": "k8s-sync:test"}]}}))
+            .unwrap();
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+            // As the Pod runs it: an unprivileged user, its database in its own directory.
+            let copy_dir = TestDir::unprivileged();
+            copy_dir.share(&read_primary);
+            copy_dir.share(&write_replica);
+            let daemon = start_watch_in(
+                &copy_dir,
+                env,
+                &primary_arg,
+                &[&replica_arg],
+                &format!("{app},{home}"),
+                "watch.log",
+                &flags,
+                &[("POD_NAME", name), ("POD_NAMESPACE", &home)],
+            );
+            let mut api = ApiServer::attach(daemon);
+            api.login_as("admin", ADMIN_PASSWORD);
+            copies.push((copy_dir, api));
+        }
+        Deployment {
+            home,
+            app,
+            primary,
+            pods,
+            copies,
+            _dir: dir,
+        }
+    }
+
+    /// Which copy leads, once exactly one does.
+    async fn leader(&self) -> usize {
+        let mut found = None;
+        eventually(DEADLINE, "exactly one copy leads", || {
+            let leading: Vec<usize> = (0..self.copies.len())
+                .filter(|i| {
+                    let status = self.copies[*i].1.get("/api/status");
+                    status.status == 200 && status.json()["leader"]["leading"] == true
+                })
+                .collect();
+            found = (leading.len() == 1).then(|| leading[0]);
+            async move { leading.len() == 1 }
+        })
+        .await;
+        found.unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
     let Some(env) = TestEnv::get() else { return };
-    let tag = format!("{:08x}", fastrand::u32(..));
-    let home = format!("k8s-sync-{tag}");
-    let primary_objects = render("primary", Some((&home, &tag)));
-    let replica_objects = render("replica", Some((&home, &tag)));
-    let primary = env.client("primary").await;
-    install(&primary, &primary_objects).await;
-    install(&env.client("replica-1").await, &replica_objects).await;
-
-    let app = env.namespace("deployed-app", &["primary"]).await;
-    create(&primary, &app, configmap("settings", json!({"n": "1"}))).await;
+    let deployment = Deployment::start(&env, &[]).await;
+    let (primary, app, home, pods) = (
+        &deployment.primary,
+        &deployment.app,
+        &deployment.home,
+        &deployment.pods,
+    );
+    create(primary, app, configmap("settings", json!({"n": "1"}))).await;
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"},
         "stringData": {"value": "not-for-the-log"}});
-    create(&primary, &app, secret).await;
+    create(primary, app, secret).await;
     // The namespace k8s-sync runs in holds the replicas' write tokens: never synced, even
     // when named.
     let own = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k8s-sync-replicas"},
         "stringData": {"replica-1": "a kubeconfig"}});
-    create(&primary, &home, own).await;
-
-    let dir = TestDir::new();
-    let read_primary = credentials(
-        &dir,
-        &env.kubeconfig("primary"),
-        &format!("{home}/{tag}-k8s-sync"),
-        "primary.kubeconfig",
-    );
-    std::fs::create_dir(dir.path().join("replicas")).unwrap();
-    let write_replica = credentials(
-        &dir,
-        &env.kubeconfig("replica-1"),
-        &format!("{home}/{tag}-k8s-sync-replica"),
-        "replicas/replica-1.kubeconfig",
-    );
-    let (primary_arg, replica_arg) = (
-        read_primary.display().to_string(),
-        write_replica.display().to_string(),
-    );
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(primary.clone(), &home);
-    let mut copies = Vec::new();
-    for name in ["copy-a", "copy-b"] {
-        let pod = serde_json::from_value(json!({"metadata": {"name": name},
-            "spec": {"containers": [{"name": "k8s-sync", "image": "k8s-sync:test"}]}}))
-        .unwrap();
-        pods.create(&PostParams::default(), &pod).await.unwrap();
-        // As the Pod runs it: an unprivileged user, its database in its own directory.
-        let copy_dir = TestDir::unprivileged();
-        copy_dir.share(&read_primary);
-        copy_dir.share(&write_replica);
-        let daemon = start_watch_in(
-            &copy_dir,
-            &env,
-            &primary_arg,
-            &[&replica_arg],
-            &format!("{app},{home}"),
-            "watch.log",
-            &["--leader-elect"],
-            &[("POD_NAME", name), ("POD_NAMESPACE", &home)],
-        );
-        let mut api = ApiServer::attach(daemon);
-        api.login_as("admin", ADMIN_PASSWORD);
-        copies.push((copy_dir, api));
-    }
-    converges(&env, "replica-1", &app, "settings", json!({"n": "1"})).await;
+    create(primary, home, own).await;
+    let copies = &deployment.copies;
+    converges(&env, "replica-1", app, "settings", json!({"n": "1"})).await;
     let leading: Vec<bool> = copies
         .iter()
         .map(|(_, api)| api.get("/api/status").json()["leader"]["leading"] == true)
@@ -322,16 +387,16 @@ async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
     let leader = &copies[leading.iter().position(|l| *l).unwrap()];
     let replica = env.client("replica-1").await;
     eventually(DEADLINE, "the Secret synced", || async {
-        support::objects::get(&replica, &app, "secrets", "token")
+        support::objects::get(&replica, app, "secrets", "token")
             .await
             .is_some()
     })
     .await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(replica.clone());
-    let copied = support::objects::get(&replica, &home, "secrets", "k8s-sync-replicas").await;
+    let copied = support::objects::get(&replica, home, "secrets", "k8s-sync-replicas").await;
     assert!(copied.is_none(), "k8s-sync's own namespace was synced");
     assert!(
-        namespaces.get_opt(&home).await.unwrap().is_some(),
+        namespaces.get_opt(home).await.unwrap().is_some(),
         "the replica base made it"
     );
     let metrics = leader.1.get("/metrics").text();
@@ -349,8 +414,8 @@ async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
             .is_some_and(|l| l.get("k8s-sync.io/leader").map(String::as_str) == Some("true"))
     })
     .await;
-    assert!(data_of(&replica, &app, "settings").await.is_some());
-    for (dir, api) in &copies {
+    assert!(data_of(&replica, app, "settings").await.is_some());
+    for (dir, api) in copies {
         assert!(!api.log().contains("not-for-the-log"), "{}", api.log());
         if let Some(user) = dir.user() {
             use std::os::unix::fs::MetadataExt as _;
@@ -504,4 +569,82 @@ async fn a_rotated_kubeconfig_is_read_again_once_the_old_token_is_revoked() {
         "{}",
         api.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_keeps_the_users_the_sessions_and_the_held_prunes() {
+    let Some(env) = TestEnv::get() else { return };
+    let deployment = Deployment::start(&env, &["--max-prune", "2"]).await;
+    let (primary, app) = (&deployment.primary, &deployment.app);
+    let names: Vec<String> = (0..5).map(|n| format!("cm-{n}")).collect();
+    for name in &names {
+        create(primary, app, configmap(name, json!({"n": "1"}))).await;
+    }
+    for name in &names {
+        converges(&env, "replica-1", app, name, json!({"n": "1"})).await;
+    }
+    let first = deployment.leader().await;
+    let (_, leader) = &deployment.copies[first];
+    let added = leader.post(
+        "/api/users",
+        &json!({"username": "ada", "password": "a long passphrase of ada"}),
+    );
+    assert_eq!(added.status, 201, "{added}");
+    let token = leader.token.clone().unwrap();
+
+    // Four deletions against a limit of two prunes in the window: two are pruned, two held.
+    for name in &names[..4] {
+        support::objects::delete(primary, app, "configmaps", name).await;
+    }
+    let held = |api: &ApiServer| {
+        let listed = api.get("/api/jobs?status=held").json();
+        listed["jobs"].as_array().map_or(0, Vec::len)
+    };
+    eventually(DEADLINE, "two prunes held", || {
+        let seen = held(leader);
+        async move { seen == 2 }
+    })
+    .await;
+    let replica = env.client("replica-1").await;
+    let left = || async {
+        let mut left = Vec::new();
+        for name in &names {
+            if data_of(&replica, app, name).await.is_some() {
+                left.push(name.clone());
+            }
+        }
+        left
+    };
+    let kept = left().await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+
+    let mut copies = deployment.copies;
+    copies[first].1.kill();
+    create(primary, app, configmap("meanwhile", json!({"n": "1"}))).await;
+    let (_, next) = &mut copies[1 - first];
+    // Within the lease duration (15 s), plus 5 s.
+    eventually(Duration::from_secs(15 + 5), "the other copy leads", || {
+        let status = next.get("/api/status");
+        async move { status.status == 200 && status.json()["leader"]["leading"] == true }
+    })
+    .await;
+    // The session opened on the old leader holds on the new one, and the user added there.
+    next.token = Some(token);
+    let users = next.get("/api/users");
+    assert_eq!(users.status, 200, "{users}");
+    assert!(users.text().contains("\"ada\""), "{users}");
+    // The new leader's window is empty, yet it holds the same two prunes again: the replica's
+    // objects carry the hold.
+    eventually(DEADLINE, "the prunes held again by the new leader", || {
+        let seen = held(next);
+        async move { seen == 2 }
+    })
+    .await;
+    assert_eq!(left().await, kept, "pruned without a release");
+    converges(&env, "replica-1", app, "meanwhile", json!({"n": "1"})).await;
+    let released = next.request("POST", "/api/prunes/release?replica=replica-1", None);
+    assert_eq!(released.status, 200, "{released}");
+    assert_eq!(released.json()["report"]["pruned"], 2, "{released}");
+    assert_eq!(left().await, ["cm-4"]);
+    next.login_as("ada", "a long passphrase of ada");
 }

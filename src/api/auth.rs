@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{self, Store};
+use crate::accounts::{self, Accounts};
 
 /// The environment variable that sets the bcrypt cost of new password hashes (default 12).
 /// Only tests should lower it.
@@ -114,27 +114,31 @@ pub enum FirstUserError {
     /// bcrypt failed.
     #[error("hashing the admin password: {0}")]
     Hash(#[from] bcrypt::BcryptError),
-    /// The job database failed.
+    /// The accounts could not be read or changed.
     #[error(transparent)]
-    Store(#[from] store::Error),
+    Accounts(#[from] accounts::Error),
 }
 
 /// With no user yet, creates `admin` with the password in [`ADMIN_PASSWORD_VAR`] when it is
 /// set, and logs what it did (never the password).
-pub fn create_first_user(store: &Store, cost: u32) -> Result<FirstUser, FirstUserError> {
-    if !store.users()?.is_empty() {
+pub fn create_first_user(accounts: &dyn Accounts, cost: u32) -> Result<FirstUser, FirstUserError> {
+    if !accounts.users()?.is_empty() {
         return Ok(FirstUser::Existing);
     }
     let password = std::env::var(ADMIN_PASSWORD_VAR).unwrap_or_default();
     if password.is_empty() {
         tracing::warn!(
-            "no API user yet: add one with `k8s-sync users add NAME --password-stdin` \
-             (until then every /api route but login answers 401)"
+            "no API user yet: set {ADMIN_PASSWORD_VAR}, or add one with `k8s-sync users add \
+             NAME --password-stdin` to a copy's own database (until then every /api route but \
+             login answers 401)"
         );
         return Ok(FirstUser::Missing);
     }
     check_password(&password).map_err(FirstUserError::Password)?;
-    store.add_user("admin", &hash_password(&password, cost)?)?;
+    if !accounts.add_user("admin", &hash_password(&password, cost)?)? {
+        // Another copy sharing the accounts made it first, from the same Secret.
+        return Ok(FirstUser::Existing);
+    }
     tracing::info!("created user admin from {ADMIN_PASSWORD_VAR}");
     Ok(FirstUser::Created)
 }
@@ -228,15 +232,15 @@ pub enum LoginError {
     Throttled(Duration),
     /// Too many logins being checked at once; retry in a moment.
     Busy,
-    /// The job database failed.
-    Store(store::Error),
+    /// The accounts could not be read or changed.
+    Accounts(accounts::Error),
     /// No random token could be made.
     Random(getrandom::Error),
 }
 
-impl From<store::Error> for LoginError {
-    fn from(error: store::Error) -> Self {
-        LoginError::Store(error)
+impl From<accounts::Error> for LoginError {
+    fn from(error: accounts::Error) -> Self {
+        LoginError::Accounts(error)
     }
 }
 
@@ -298,7 +302,7 @@ impl Authenticator {
     /// Checks a user name and password and opens a session.
     pub fn login(
         &self,
-        store: &Store,
+        accounts: &dyn Accounts,
         user: &str,
         password: &str,
         client: Option<IpAddr>,
@@ -310,7 +314,7 @@ impl Authenticator {
         // bcrypt takes the better part of a second of CPU: a burst of logins must not take
         // every HTTP worker.
         let _permit = self.permit().ok_or(LoginError::Busy)?;
-        let stored = store.password_hash(user)?;
+        let stored = accounts.password_hash(user)?;
         let hash = stored.as_deref().unwrap_or(&self.dummy_hash);
         let matches = bcrypt::non_truncating_verify(password, hash).unwrap_or(false);
         if !(matches && stored.is_some()) {
@@ -327,25 +331,26 @@ impl Authenticator {
         };
         let now = unix_now();
         let expires_at = now.saturating_add(ttl);
-        store.delete_expired_sessions(now)?;
-        store.add_session(&token_digest(&token), user, expires_at)?;
+        accounts.add_session(&token_digest(&token), user, expires_at, now)?;
         Ok(Session { token, expires_at })
     }
 
     /// The caller named by an `Authorization: Bearer TOKEN` header, if its session is valid.
     pub fn authenticate(
         &self,
-        store: &Store,
+        accounts: &dyn Accounts,
         authorization: Option<&str>,
-    ) -> Result<Option<Caller>, store::Error> {
+    ) -> Result<Option<Caller>, accounts::Error> {
         let Some(token) = authorization.and_then(bearer_token) else {
             return Ok(None);
         };
         let digest = token_digest(token);
-        Ok(store.session_user(&digest, unix_now())?.map(|user| Caller {
-            user,
-            token_digest: digest,
-        }))
+        Ok(accounts
+            .session_user(&digest, unix_now())?
+            .map(|user| Caller {
+                user,
+                token_digest: digest,
+            }))
     }
 
     fn permit(&self) -> Option<Permit<'_>> {
@@ -374,6 +379,7 @@ fn bearer_token(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn reads_the_cost_and_clamps_it() {

@@ -314,6 +314,17 @@ impl Failure {
     }
 }
 
+impl From<crate::accounts::Error> for Failure {
+    fn from(error: crate::accounts::Error) -> Self {
+        let message = crate::error_chain(&error);
+        if error.is_unavailable() {
+            Failure::new(503, message).with_header("Retry-After", "1")
+        } else {
+            Failure::new(500, message)
+        }
+    }
+}
+
 impl From<crate::store::Error> for Failure {
     fn from(error: crate::store::Error) -> Self {
         Failure::new(500, error.to_string())

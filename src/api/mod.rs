@@ -23,6 +23,7 @@ pub use routes::{Route, routes};
 pub use server::{DRAIN_LIMIT, SHUTDOWN_GRACE, Server, WORKERS};
 pub use status::{Driver, PassContext};
 
+use crate::accounts::Accounts;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -33,6 +34,7 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Everything the handlers share.
 pub struct Api {
     store: Arc<Store>,
+    accounts: Arc<dyn Accounts>,
     metrics: Arc<Metrics>,
     auth: Authenticator,
     driver: Option<Driver>,
@@ -52,6 +54,7 @@ impl Api {
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Api {
+            accounts: store.clone(),
             store,
             metrics,
             auth,
@@ -68,6 +71,12 @@ impl Api {
     /// `/api/prunes/release`.
     pub fn with_driver(mut self, driver: Driver) -> Self {
         self.driver = Some(driver);
+        self
+    }
+
+    /// Keeps users and sessions in `accounts` instead of the job database.
+    pub fn with_accounts(mut self, accounts: Arc<dyn Accounts>) -> Self {
+        self.accounts = accounts;
         self
     }
 
@@ -196,9 +205,9 @@ mod tests {
             .build()
             .unwrap();
         let api = api(&runtime);
-        api.store.add_user("ada", "unused hash").unwrap();
-        api.store
-            .add_session(&auth::token_digest("t"), "ada", i64::MAX)
+        api.accounts.add_user("ada", "unused hash").unwrap();
+        api.accounts
+            .add_session(&auth::token_digest("t"), "ada", i64::MAX, 0)
             .unwrap();
         let total = || {
             let mut body = io::Cursor::new(Vec::new());

@@ -139,7 +139,7 @@ fn serve(
     let caller = if route.auth {
         let caller = api
             .auth
-            .authenticate(&api.store, request.header("authorization"))
+            .authenticate(api.accounts.as_ref(), request.header("authorization"))
             .map_err(|e| (Some(route), Failure::from(e)))?;
         if caller.is_none() {
             let failure = Failure::new(401, "a valid bearer token is needed: POST /api/login")
@@ -170,7 +170,7 @@ fn login(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let credentials: Credentials = call.request.json()?;
     let remote = call.request.remote;
     match api.auth.login(
-        &api.store,
+        api.accounts.as_ref(),
         &credentials.username,
         &credentials.password,
         remote,
@@ -195,14 +195,14 @@ fn login(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
             "too many logins being checked; try again in a moment",
         )
         .with_header("Retry-After", "1")),
-        Err(LoginError::Store(e)) => Err(e.into()),
+        Err(LoginError::Accounts(e)) => Err(e.into()),
         Err(LoginError::Random(e)) => Err(Failure::new(500, format!("no random token: {e}"))),
     }
 }
 
 fn logout(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let caller = call.caller.as_ref().expect("an authenticated route");
-    api.store.delete_session(&caller.token_digest)?;
+    api.accounts.delete_session(&caller.token_digest)?;
     Ok(Reply::empty(204))
 }
 
@@ -235,7 +235,7 @@ fn dashboard(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 }
 
 fn list_users(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
-    Ok(Reply::json(200, &json!({"users": api.store.users()?})))
+    Ok(Reply::json(200, &json!({"users": api.accounts.users()?})))
 }
 
 fn add_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
@@ -244,14 +244,14 @@ fn add_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     auth::check_password(&credentials.password).map_err(|e| Failure::new(400, e))?;
     let hash = auth::hash_password(&credentials.password, api.auth.cost())
         .map_err(|e| Failure::new(500, format!("hashing the password: {e}")))?;
-    if !api.store.add_user(&credentials.username, &hash)? {
+    if !api.accounts.add_user(&credentials.username, &hash)? {
         return Err(Failure::new(
             409,
             format!("user {} already exists", credentials.username),
         ));
     }
     let user = api
-        .store
+        .accounts
         .users()?
         .into_iter()
         .find(|u| u.name == credentials.username);
@@ -260,7 +260,7 @@ fn add_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 
 fn delete_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let name = &call.params[0];
-    match api.store.delete_user(name)? {
+    match api.accounts.delete_user(name)? {
         UserDeletion::Deleted => Ok(Reply::empty(204)),
         UserDeletion::NotFound => Err(Failure::new(404, format!("user {name}: no such user"))),
         UserDeletion::LastUser => Err(Failure::new(

@@ -122,6 +122,30 @@ pub fn apply_body(entry: &Entry, source: &str) -> Value {
     object
 }
 
+/// Puts the mark of a held prune on the replica's object when its prune is held, and takes
+/// it off when the object is no longer to be pruned (it is back on the primary): the mark is
+/// what makes every copy of k8s-sync hold the prune again. A mark that cannot be written is
+/// logged; the hold is recorded all the same.
+async fn mark_hold(cluster: &Cluster, change: &Change, live: &Snapshot) {
+    let reference = change.reference();
+    let marked = live
+        .objects
+        .get(&reference)
+        .and_then(|e| e.applied.as_ref())
+        .is_some_and(|a| a.prune_held);
+    let held = change.action == Action::Prune && change.deferral == Some(Deferral::Held);
+    let pruning = change.action == Action::Prune;
+    if held == marked || (pruning && !held) {
+        return;
+    }
+    if let Err(error) = cluster
+        .mark_prune_held(change.kind, &change.namespace, &change.name, held)
+        .await
+    {
+        tracing::warn!(replica = %cluster.name(), "{}", crate::error_chain(&error));
+    }
+}
+
 /// Applies `plan` (made from `desired` and `live`) to `cluster`, recording jobs unless this is
 /// a dry run.
 pub async fn apply(
@@ -157,6 +181,9 @@ pub async fn apply(
     progress.started(&plan.replica, work.len());
 
     for change in &plan.changes {
+        if !options.dry_run {
+            mark_hold(cluster, change, live).await;
+        }
         match (change.action, change.deferral) {
             (Action::InSync, _) => {
                 report.unchanged += 1;

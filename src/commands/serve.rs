@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use k8s_sync::accounts::Accounts;
 use k8s_sync::api::{self, Api, Authenticator, Driver, PassContext, Server, auth, status};
 use k8s_sync::diff::render::Detail;
-use k8s_sync::store::Store;
 use tracing::info;
 
 use super::Output;
@@ -16,10 +16,12 @@ use crate::cli::ServeArgs;
 pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&args.db)?;
     store.settle_abandoned()?;
-    let authenticator = authenticator(&store, args.server.token_ttl).await?;
+    let store = Arc::new(store);
+    first_user(store.clone()).await?;
+    let authenticator = authenticator(args.server.token_ttl).await?;
     let pass = pass_context(&args)?;
     let mut service = Api::new(
-        Arc::new(store),
+        store,
         Arc::new(k8s_sync::metrics::Metrics::new()),
         authenticator,
         tokio::runtime::Handle::current(),
@@ -50,14 +52,20 @@ pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The API's authenticator, after adding the first user from `K8S_SYNC_ADMIN_PASSWORD` when
-/// the store has none. Shared by `serve` and `watch`.
-pub(super) async fn authenticator(
-    store: &Store,
-    token_ttl: std::time::Duration,
-) -> anyhow::Result<Authenticator> {
+/// Adds the first user from `K8S_SYNC_ADMIN_PASSWORD` when `accounts` have none. Shared by
+/// `serve` and `watch`.
+pub(super) async fn first_user(accounts: Arc<dyn Accounts>) -> anyhow::Result<()> {
     let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
-    auth::create_first_user(store, cost)?;
+    // bcrypt, and accounts on a cluster, block.
+    tokio::task::spawn_blocking(move || auth::create_first_user(accounts.as_ref(), cost))
+        .await
+        .context("adding the first user")??;
+    Ok(())
+}
+
+/// The API's authenticator. Shared by `serve` and `watch`.
+pub(super) async fn authenticator(token_ttl: std::time::Duration) -> anyhow::Result<Authenticator> {
+    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
     // Preparing the dummy hash that evens out login times costs a bcrypt run.
     tokio::task::spawn_blocking(move || Authenticator::new(cost, token_ttl))
         .await

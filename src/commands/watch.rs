@@ -4,13 +4,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use k8s_sync::accounts::{Accounts, SecretAccounts};
 use k8s_sync::api::{self, Api, Driver, Server};
 use k8s_sync::endpoint::{Connected, own_namespace};
 use k8s_sync::lease::{Leadership, LeaseOptions};
 use k8s_sync::metrics::Metrics;
+use k8s_sync::store::Store;
 use k8s_sync::watch::{Replica, Watch, WatchOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::Output;
 use super::context::{endpoints, pass_options};
@@ -69,6 +71,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     for replica in &watched {
         metrics.track_requests(&replica.name, replica.cluster.requests().clone());
     }
+    let primary_client = primary_cluster.client();
     let watch = Arc::new(
         Watch::new(
             &primary.name,
@@ -82,9 +85,19 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         .with_leadership(leadership),
     );
 
+    let shutdown = CancellationToken::new();
+    let accounts = accounts(
+        &args.election,
+        &lease_namespace(&args.election),
+        &primary_client,
+        &store,
+        &shutdown,
+    )
+    .await?;
+
     // The same server as `serve`; ready only while the replicas are in step with an
     // authoritative primary state.
-    let authenticator = super::serve::authenticator(&store, args.server.token_ttl).await?;
+    let authenticator = super::serve::authenticator(args.server.token_ttl).await?;
     let ready = watch.clone();
     let service = Api::new(
         store,
@@ -92,6 +105,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         authenticator,
         tokio::runtime::Handle::current(),
     )
+    .with_accounts(accounts)
     .with_driver(Driver::Watch(watch.clone()))
     .with_readiness(Arc::new(move || ready.readiness()));
     let listen = args.server.listen;
@@ -99,7 +113,6 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
         .with_context(|| format!("listening on {listen}"))?;
     info!("listening on http://{}", server.local_addr());
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(drain_on_signal(StopSignals::listen()?, shutdown.clone()));
     info!(primary = %primary.name, replicas = replicas.len(), "watching");
     let mut running = tokio::spawn(watch.run(shutdown.clone()));
@@ -118,6 +131,51 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// Where the API's users and sessions live: in the job database of a copy that runs alone;
+/// with an election, in a Secret beside the Lease that every copy watches, so that they
+/// outlive a change of leader. The first user is made from `K8S_SYNC_ADMIN_PASSWORD` once
+/// the Secret has been read; the API waits for that at most [`ACCOUNTS_WAIT`], since the
+/// primary may be down at start and the API must answer then.
+async fn accounts(
+    args: &ElectionArgs,
+    namespace: &str,
+    client: &kube::Client,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn Accounts>> {
+    if !args.leader_elect {
+        super::serve::first_user(store.clone()).await?;
+        return Ok(store.clone());
+    }
+    let shared = Arc::new(SecretAccounts::new(
+        client.clone(),
+        namespace,
+        tokio::runtime::Handle::current(),
+    ));
+    info!(secret = %shared.secret(), "the API's users and sessions are shared by the copies");
+    tokio::spawn(shared.clone().run(shutdown.clone()));
+    let first = shared.clone();
+    let mut made = tokio::spawn(async move {
+        first.loaded().await;
+        if let Err(error) = super::serve::first_user(first.clone()).await {
+            error!("{error:#}");
+        }
+    });
+    if tokio::time::timeout(ACCOUNTS_WAIT, &mut made)
+        .await
+        .is_err()
+    {
+        warn!(
+            secret = %shared.secret(),
+            "the API's accounts are not read yet: logins answer 503 until they are"
+        );
+    }
+    Ok(shared)
+}
+
+/// How long the API waits for the shared accounts before it starts.
+const ACCOUNTS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// No election unless `--leader-elect`; else one on the shard's own Lease.
 fn leadership(args: &ElectionArgs) -> anyhow::Result<Arc<Leadership>> {
@@ -149,17 +207,21 @@ fn leadership(args: &ElectionArgs) -> anyhow::Result<Arc<Leadership>> {
         .unwrap_or_else(|| format!("{}_{}", host_name(), std::process::id()));
     Ok(Leadership::elect(LeaseOptions {
         name,
-        namespace: args
-            .lease_namespace
-            .clone()
-            .or_else(own_namespace)
-            .unwrap_or_else(|| "k8s-sync".to_string()),
+        namespace: lease_namespace(args),
         identity,
         duration: args.lease_duration,
         renew_deadline: args.renew_deadline,
         retry_period: args.retry_period,
         pod: args.pod_name.clone(),
     }))
+}
+
+/// `--lease-namespace`, else the namespace k8s-sync runs in, else `k8s-sync`.
+fn lease_namespace(args: &ElectionArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(own_namespace)
+        .unwrap_or_else(|| "k8s-sync".to_string())
 }
 
 fn host_name() -> String {

@@ -29,6 +29,11 @@ pub const SOURCE_ANNOTATION: &str = "k8s-sync.io/source";
 /// Annotation holding the change key k8s-sync applied.
 pub const CHANGE_KEY_ANNOTATION: &str = "k8s-sync.io/change-key";
 
+/// Annotation on a replica's object whose prune is held over `--max-prune`: the hold lives
+/// on the object itself, so that any copy of k8s-sync (a new leader, a new volume) finds it
+/// and holds the prune again until it is released.
+pub const PRUNE_HELD_ANNOTATION: &str = "k8s-sync.io/prune-held";
+
 /// Label on every object k8s-sync writes, so replicas' managed objects can be selected.
 pub const MANAGED_LABEL: &str = "k8s-sync.io/managed";
 

@@ -323,3 +323,48 @@ fn managed_counts_only_this_sources_objects() {
     );
     assert_eq!(managed(&desired, &live), 1);
 }
+
+#[test]
+fn a_prune_another_copy_held_is_held_here_too() {
+    let desired = snap("primary", vec![]);
+    let mut marked = configmap("cm-000", Some("primary"));
+    marked["metadata"]["annotations"][crate::normalize::PRUNE_HELD_ANNOTATION] =
+        "2026-12-01T00:00:00Z".into();
+    let live = snap(
+        "replica",
+        vec![marked, configmap("cm-001", Some("primary"))],
+    );
+    let mut plan = Plan::new("replica", &desired, &live, PlanOptions::default());
+    let deferred = HashMap::new();
+    let budget = PruneBudget::default();
+    let context = Context {
+        desired: &desired,
+        live: &live,
+        now: jiff::Timestamp::now(),
+        managed: 2,
+        deferred: &deferred,
+        authority: &listed_in_full,
+        budget: &budget,
+    };
+    gate(&mut plan, &PruneRules::default(), &context);
+    let deferral = |name: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .deferral
+    };
+    assert_eq!(
+        deferral("cm-000"),
+        Some(Deferral::Held),
+        "marked on the replica"
+    );
+    assert_eq!(deferral("cm-001"), None, "within the limit");
+    let forced = PruneRules {
+        force: true,
+        ..PruneRules::default()
+    };
+    let mut plan = Plan::new("replica", &desired, &live, PlanOptions::default());
+    gate(&mut plan, &forced, &context);
+    assert!(plan.changes.iter().all(|c| c.deferral.is_none()), "forced");
+}

@@ -65,13 +65,17 @@ impl ApiServer {
         self.request("POST", target, Some(&body.to_string()))
     }
 
-    /// Logs in and keeps the token for the next requests.
+    /// Logs in and keeps the token for the next requests; a 503 (accounts not read yet, logins
+    /// busy) is asked again for a few seconds.
     #[track_caller]
     pub fn login_as(&mut self, user: &str, password: &str) -> String {
-        let response = self.post(
-            "/api/login",
-            &serde_json::json!({"username": user, "password": password}),
-        );
+        let started = std::time::Instant::now();
+        let body = serde_json::json!({"username": user, "password": password});
+        let mut response = self.post("/api/login", &body);
+        while response.status == 503 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+            response = self.post("/api/login", &body);
+        }
         assert_eq!(response.status, 200, "login as {user}: {response}");
         let token = response.json()["token"].as_str().unwrap().to_string();
         self.token = Some(token.clone());

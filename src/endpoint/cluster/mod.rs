@@ -21,7 +21,7 @@ use kubeconfig::kubeconfig_error;
 
 mod error;
 mod kubeconfig;
-use crate::normalize::MANAGED_LABEL;
+use crate::normalize::{MANAGED_LABEL, PRUNE_HELD_ANNOTATION};
 use crate::retry::RetryPolicy;
 use crate::scope::Scope;
 use crate::snapshot::RawObject;
@@ -29,6 +29,9 @@ pub use error::Error;
 
 /// The field manager k8s-sync applies as.
 pub const FIELD_MANAGER: &str = "k8s-sync";
+
+/// The field manager of the mark on an object whose prune is held.
+pub const HOLD_FIELD_MANAGER: &str = "k8s-sync-prune-hold";
 /// What a cluster's identity starts with; the uid of its `kube-system` namespace follows.
 pub const IDENTITY_PREFIX: &str = "cluster/";
 /// A kubeconfig file (its relative paths taken from its directory, as kube reads it) and
@@ -368,6 +371,35 @@ impl Cluster {
             .expect("apply requests always build");
         let what = format!("apply {namespace}/{}/{name}", kind.kind);
         self.send(&what, request, true).await
+    }
+
+    /// Marks an object's prune as held ([`PRUNE_HELD_ANNOTATION`], with the time), or takes the
+    /// mark off, by a merge patch of field manager [`HOLD_FIELD_MANAGER`]: a patch, not an
+    /// apply, so that an object deleted meanwhile is never made again, and of its own field
+    /// manager, so that k8s-sync's applies of the object leave the mark alone.
+    pub async fn mark_prune_held(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        held: bool,
+    ) -> Result<(), Error> {
+        let value = held.then(|| jiff::Timestamp::now().to_string());
+        let body = json!({"metadata": {"annotations": {PRUNE_HELD_ANNOTATION: value}}});
+        let params = PatchParams {
+            field_manager: Some(HOLD_FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .patch(name, &params, &Patch::Merge(&body))
+            .expect("patch requests always build");
+        let verb = if held { "mark" } else { "unmark" };
+        let what = format!("{verb} the held prune of {namespace}/{}/{name}", kind.kind);
+        match self.send(&what, request, true).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes an object, only if it still has the uid and resourceVersion that were listed.
