@@ -8,58 +8,19 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_sync::kinds::KINDS;
 use k8s_sync::rbac::{self, Part};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::TestDir;
+use support::deploy::{Bases, credentials, install, render};
 use support::http::ApiServer;
 use support::objects::create;
 use support::passes::{jobs, sample};
 use support::testenv::{TestEnv, eventually};
 use support::watch::{ADMIN_PASSWORD, DEADLINE, configmap, converges, data_of, start_watch_in};
-
-/// `deploy/<base>` rendered by kustomize, through an overlay putting it in `namespace` with
-/// `prefix` on every name when given.
-fn render(base: &str, overlay: Option<(&str, &str)>) -> Vec<Value> {
-    let root = support::repo_root();
-    let dir = TestDir::new();
-    let target = match overlay {
-        None => root.join("deploy").join(base),
-        Some((namespace, prefix)) => {
-            // kustomize takes bases by relative path only.
-            let up = "../".repeat(dir.path().components().count() - 1);
-            let base_dir = root.join("deploy").join(base);
-            let relative = format!(
-                "{up}{}",
-                base_dir.display().to_string().trim_start_matches('/')
-            );
-            let text = format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nnamePrefix: {prefix}-\nresources:\n  - {relative}\n"
-            );
-            dir.write("kustomization.yaml", &text);
-            dir.path().to_path_buf()
-        }
-    };
-    let output = Command::new(root.join("scripts/kustomize"))
-        .args(["build", "--load-restrictor", "LoadRestrictionsNone"])
-        .arg(&target)
-        .output()
-        .expect("run scripts/kustomize");
-    assert!(
-        output.status.success(),
-        "kustomize build {}: {}",
-        target.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|document| serde::Deserialize::deserialize(document).unwrap())
-        .collect()
-}
 
 fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
@@ -158,108 +119,6 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
     );
 }
 
-/// Creates every object of a rendered base on `cluster`: RBAC, ServiceAccounts and
-/// Namespaces for real, the rest (workloads, Services, budgets) with server-side dry-run.
-async fn install(client: &kube::Client, objects: &[Value]) {
-    for object in objects {
-        let kind = object["kind"].as_str().unwrap();
-        let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
-            Some((group, version)) => (group, version),
-            None => ("", object["apiVersion"].as_str().unwrap()),
-        };
-        let plural = match kind {
-            "Namespace" => "namespaces",
-            "ServiceAccount" => "serviceaccounts",
-            "ClusterRole" => "clusterroles",
-            "ClusterRoleBinding" => "clusterrolebindings",
-            "Role" => "roles",
-            "RoleBinding" => "rolebindings",
-            "Deployment" => "deployments",
-            "Service" => "services",
-            "PodDisruptionBudget" => "poddisruptionbudgets",
-            other => panic!("no plural for {other}"),
-        };
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
-            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let real = matches!(
-            kind,
-            "Namespace"
-                | "ServiceAccount"
-                | "ClusterRole"
-                | "ClusterRoleBinding"
-                | "Role"
-                | "RoleBinding"
-        );
-        let params = PostParams {
-            dry_run: !real,
-            ..PostParams::default()
-        };
-        let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
-        api.create(&params, &dynamic)
-            .await
-            .unwrap_or_else(|e| panic!("create {kind} {}: {e}", object["metadata"]["name"]));
-    }
-}
-
-/// `k8s-sync replica-credentials` for `account` with `admin`'s rights, written to `out`.
-fn credentials(dir: &TestDir, admin: &Path, account: &str, out: &str) -> std::path::PathBuf {
-    let admin = admin.display().to_string();
-    let run = dir.cmd(&[
-        "replica-credentials",
-        "--kubeconfig",
-        &admin,
-        "--service-account",
-        account,
-        "--duration",
-        "2h",
-        "--out",
-        out,
-    ]);
-    run.expect_code(0);
-    assert!(
-        run.stderr().contains("token expires at"),
-        "{}",
-        run.stderr()
-    );
-    let path = dir.path().join(out);
-    wait_for_rbac(&path);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        !text.contains("client-key-data"),
-        "only the token, not the admin's key"
-    );
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-    path
-}
-
-/// Waits until the API server's RBAC cache knows the bindings just made: a list of
-/// namespaces with `kubeconfig`'s token succeeds.
-fn wait_for_rbac(kubeconfig: &Path) {
-    let kubeconfig = kubeconfig.to_path_buf();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let client = support::testenv::client_from(&kubeconfig).await;
-            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
-            eventually(DEADLINE, "the new bindings in force", || async {
-                namespaces.list_metadata(&Default::default()).await.is_ok()
-            })
-            .await;
-        });
-    })
-    .join()
-    .unwrap();
-}
-
 /// The bases installed on the primary and replica-1 under a namespace of their own, and two
 /// `watch` copies running with only the credentials minted for their ServiceAccounts, as
 /// the Pods `copy-a` and `copy-b` would.
@@ -271,38 +130,17 @@ struct Deployment {
     primary: kube::Client,
     pods: Api<k8s_openapi::api::core::v1::Pod>,
     copies: Vec<(TestDir, ApiServer)>,
-    _dir: TestDir,
+    _bases: Bases,
 }
 
 impl Deployment {
     async fn start(env: &TestEnv, extra: &[&str]) -> Self {
-        let tag = format!("{:08x}", fastrand::u32(..));
-        let home = format!("k8s-sync-{tag}");
-        let primary_objects = render("primary", Some((&home, &tag)));
-        let replica_objects = render("replica", Some((&home, &tag)));
+        let bases = Bases::install(env, &["replica-1"]).await;
+        let home = bases.home.clone();
         let primary = env.client("primary").await;
-        install(&primary, &primary_objects).await;
-        install(&env.client("replica-1").await, &replica_objects).await;
         let app = env.namespace("deployed-app", &["primary"]).await;
-
-        let dir = TestDir::new();
-        let read_primary = credentials(
-            &dir,
-            &env.kubeconfig("primary"),
-            &format!("{home}/{tag}-k8s-sync"),
-            "primary.kubeconfig",
-        );
-        std::fs::create_dir(dir.path().join("replicas")).unwrap();
-        let write_replica = credentials(
-            &dir,
-            &env.kubeconfig("replica-1"),
-            &format!("{home}/{tag}-k8s-sync-replica"),
-            "replicas/replica-1.kubeconfig",
-        );
-        let (primary_arg, replica_arg) = (
-            read_primary.display().to_string(),
-            write_replica.display().to_string(),
-        );
+        let (read_primary, write_replica) = (&bases.primary, &bases.replicas[0]);
+        let (primary_arg, replica_arg) = (bases.primary_arg(), bases.replica_args().remove(0));
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(primary.clone(), &home);
         let mut flags = vec!["--leader-elect"];
         flags.extend_from_slice(extra);
@@ -314,8 +152,8 @@ impl Deployment {
             pods.create(&PostParams::default(), &pod).await.unwrap();
             // As the Pod runs it: an unprivileged user, its database in its own directory.
             let copy_dir = TestDir::unprivileged();
-            copy_dir.share(&read_primary);
-            copy_dir.share(&write_replica);
+            copy_dir.share(read_primary);
+            copy_dir.share(write_replica);
             let daemon = start_watch_in(
                 &copy_dir,
                 env,
@@ -336,7 +174,7 @@ impl Deployment {
             primary,
             pods,
             copies,
-            _dir: dir,
+            _bases: bases,
         }
     }
 

@@ -1,5 +1,6 @@
-//! End-to-end leader election on the local control plane: two copies of `watch` share a Lease
-//! on the primary; only the holder writes. A `kill -9` of the leader hands over within the
+//! End-to-end leader election on the local control plane: two copies of `watch`, holding only
+//! the credentials of `deploy/`'s ServiceAccounts, share a Lease on the primary; only the
+//! holder writes. A `kill -9` of the leader hands over within the
 //! lease duration, a graceful stop at once, a leader cut off from the primary stops writing at
 //! its renew deadline, and shards split the replicas between copies.
 
@@ -12,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::TestDir;
+use support::deploy::Bases;
 use support::http::ApiServer;
 use support::objects::{create, patch};
 use support::passes::{jobs, sample};
@@ -57,27 +59,29 @@ fn copy(
     api
 }
 
-/// Two copies syncing `ns` to replica-1 with their Lease in `home`: `copy-a`, reaching the
+/// Two copies syncing `ns` to replica-1 with their Lease in the bases' namespace: `copy-a`, reaching the
 /// primary through `primary_a` with `extra_a` flags too, leads; `copy-b` follows it.
 async fn leader_and_follower(
     env: &TestEnv,
+    bases: &Bases,
     primary_a: &str,
     ns: &str,
-    home: &str,
     extra_a: &[&str],
     dirs: (&TestDir, &TestDir),
 ) -> (ApiServer, ApiServer) {
-    let mut flags = election(home, "copy-a");
+    let mut flags = election(&bases.home, "copy-a");
     flags.extend(extra_a.iter().map(|f| f.to_string()));
-    let a = copy(dirs.0, env, primary_a, &["replica-1"], ns, &flags);
+    let replicas = bases.replica_args();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    let a = copy(dirs.0, env, primary_a, &replicas, ns, &flags);
     eventually(DEADLINE, "copy-a leads", || async { leading(&a) }).await;
     let b = copy(
         dirs.1,
         env,
-        "primary",
-        &["replica-1"],
+        &bases.primary_arg(),
+        &replicas,
         ns,
-        &election(home, "copy-b"),
+        &election(&bases.home, "copy-b"),
     );
     eventually(DEADLINE, "copy-b knows copy-a leads", || async {
         leader(&b)["holder"] == "copy-a"
@@ -124,11 +128,13 @@ async fn holder(env: &TestEnv, home: &str, lease: &str) -> Option<String> {
 async fn one_copy_leads_and_after_kill_9_the_other_takes_over_within_the_lease_duration() {
     let Some(env) = TestEnv::get() else { return };
     let ns = env.namespace("lead", &["primary", "replica-1"]).await;
-    let home = env.namespace("lead-home", &["primary"]).await;
+    let bases = Bases::install(&env, &["replica-1"]).await;
+    let home = bases.home.clone();
     let pods = pods(&env, &home, &["copy-a", "copy-b"]).await;
     let primary = env.client("primary").await;
     let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
-    let (mut a, b) = leader_and_follower(&env, "primary", &ns, &home, &[], (&dir_a, &dir_b)).await;
+    let through = bases.primary_arg();
+    let (mut a, b) = leader_and_follower(&env, &bases, &through, &ns, &[], (&dir_a, &dir_b)).await;
     assert!(!leading(&b));
     let ready = b.get("/readyz");
     assert_eq!(ready.status, 503, "{ready}");
@@ -181,9 +187,10 @@ async fn one_copy_leads_and_after_kill_9_the_other_takes_over_within_the_lease_d
 async fn a_graceful_stop_hands_the_lease_over_at_once() {
     let Some(env) = TestEnv::get() else { return };
     let ns = env.namespace("handover", &["primary", "replica-1"]).await;
-    let home = env.namespace("handover-home", &["primary"]).await;
+    let bases = Bases::install(&env, &["replica-1"]).await;
     let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
-    let (mut a, b) = leader_and_follower(&env, "primary", &ns, &home, &[], (&dir_a, &dir_b)).await;
+    let through = bases.primary_arg();
+    let (mut a, b) = leader_and_follower(&env, &bases, &through, &ns, &[], (&dir_a, &dir_b)).await;
     a.terminate();
     assert!(a.wait(DEADLINE).success(), "{}", a.log());
     assert!(a.log().contains("lease given up"), "{}", a.log());
@@ -205,17 +212,17 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
 async fn a_leader_cut_off_from_the_primary_writes_nothing_after_its_renew_deadline() {
     let Some(env) = TestEnv::get() else { return };
     let ns = env.namespace("cutoff", &["primary", "replica-1"]).await;
-    let home = env.namespace("cutoff-home", &["primary"]).await;
+    let bases = Bases::install(&env, &["replica-1"]).await;
     let primary = env.client("primary").await;
     create(&primary, &ns, configmap("settings", json!({"n": "1"}))).await;
     let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
     let proxy = LossyProxy::faithful(&env.kubeconfig("primary")).await;
-    let through = proxy.kubeconfig(dir_a.path(), &token_of(&env.kubeconfig("primary")));
+    let through = proxy.kubeconfig(dir_a.path(), &token_of(&bases.primary));
     // Probes far apart: copy-a's watch streams hang without an error, so its state of the
     // primary still looks whole, and only the lease keeps it from writing.
     let through = through.display().to_string();
     let slow = ["--probe-interval", "120s"];
-    let (a, b) = leader_and_follower(&env, &through, &ns, &home, &slow, (&dir_a, &dir_b)).await;
+    let (a, b) = leader_and_follower(&env, &bases, &through, &ns, &slow, (&dir_a, &dir_b)).await;
     converges(&env, "replica-1", &ns, "settings", json!({"n": "1"})).await;
 
     proxy.cut();
@@ -273,14 +280,31 @@ async fn two_shards_split_three_replicas_and_each_is_synced_by_exactly_one_copy(
             &["primary", "replica-1", "replica-2", "replica-3"],
         )
         .await;
-    let home = env.namespace("shards-home", &["primary"]).await;
+    let bases = Bases::install(&env, &replicas).await;
+    let home = bases.home.clone();
     let (dir_one, dir_two) = (TestDir::new(), TestDir::new());
     let mut one = election(&home, "shard-one");
     one.extend(["--shard", "1/2"].map(String::from));
     let mut two = election(&home, "shard-two");
     two.extend(["--shard", "2/2"].map(String::from));
-    let one = copy(&dir_one, &env, "primary", &replicas, &ns, &one);
-    let two = copy(&dir_two, &env, "primary", &replicas, &ns, &two);
+    let kubeconfigs = bases.replica_args();
+    let kubeconfigs: Vec<&str> = kubeconfigs.iter().map(String::as_str).collect();
+    let one = copy(
+        &dir_one,
+        &env,
+        &bases.primary_arg(),
+        &kubeconfigs,
+        &ns,
+        &one,
+    );
+    let two = copy(
+        &dir_two,
+        &env,
+        &bases.primary_arg(),
+        &kubeconfigs,
+        &ns,
+        &two,
+    );
     eventually(DEADLINE, "each shard leads its own lease", || async {
         leading(&one) && leading(&two)
     })

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test crate uses its own part of the harness
 
 pub mod daemon;
+pub mod deploy;
 pub mod http;
 pub mod objects;
 pub mod passes;
