@@ -29,7 +29,7 @@ pub struct Cli {
 mod daemon;
 mod election;
 mod pass;
-pub use daemon::{ServeArgs, WatchArgs};
+pub use daemon::{ServeArgs, ServerArgs, WatchArgs};
 pub use election::ElectionArgs;
 pub use pass::{PassArgs, ScopeArgs};
 

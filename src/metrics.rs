@@ -52,6 +52,16 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time to answer an HTTP API request, by route pattern.
     pub http_seconds: HistogramVec,
+    /// Whether a listener (`api`, `metrics`) is bound and accepting (1) or not (0).
+    pub http_listening: IntGaugeVec,
+    /// Failures to bind or accept, by listener.
+    pub http_listener_errors: IntCounterVec,
+    /// Connections open now, by listener.
+    pub http_connections: IntGaugeVec,
+    /// Connections closed by the server before an answer, by listener and reason
+    /// (`evicted`: the oldest of those still sending a request, to make room at
+    /// `--max-connections`; `timeout`: headers or body not sent in time).
+    pub http_connections_closed: IntCounterVec,
     /// Requests sent to each cluster, by cluster and type (`read`, `write`).
     cluster_requests: IntCounterVec,
     /// The clusters whose request counts [`Metrics::render`] reports.
@@ -109,6 +119,26 @@ impl Metrics {
             prometheus::exponential_buckets(0.05, 2.0, 12).expect("valid buckets"),
         )
         .with_label_values::<&str>(&[]);
+        let http_listening = gauge(
+            "k8s_sync_http_listening",
+            "Whether the listener is bound and accepting connections (1) or not (0).",
+            &["listener"],
+        );
+        let http_listener_errors = counter(
+            "k8s_sync_http_listener_errors_total",
+            "Failures to bind the listener or to accept a connection.",
+            &["listener"],
+        );
+        let http_connections = gauge(
+            "k8s_sync_http_connections",
+            "HTTP connections open now.",
+            &["listener"],
+        );
+        let http_connections_closed = counter(
+            "k8s_sync_http_connections_closed_total",
+            "Connections the server closed before answering: evicted at --max-connections, or timed out.",
+            &["listener", "reason"],
+        );
         let drifted = gauge(
             "k8s_sync_drifted_objects",
             "Objects out of step with the primary at the last pass.",
@@ -228,6 +258,10 @@ impl Metrics {
             propagation_seconds,
             http_requests,
             http_seconds,
+            http_listening,
+            http_listener_errors,
+            http_connections,
+            http_connections_closed,
             cluster_requests,
             tracked: Mutex::default(),
             refreshers: Mutex::default(),

@@ -1,17 +1,18 @@
 //! The HTTP API: login and users, the job dashboard and list, cluster status, job retries,
 //! Prometheus metrics and health checks.
 //!
-//! [`Server`] runs tiny_http with a few worker threads that share one [`Api`]: the job database,
-//! the process's metrics, the authenticator and, when the process has a primary and replicas,
-//! what drives passes over them ([`Driver`]): the endpoints of `serve`, or the running watch.
-//! Async work (status probes, retries, releases) runs on the tokio runtime whose
-//! [`Handle`](tokio::runtime::Handle) the API was given; the worker threads are not runtime
-//! threads, so they may block on it. Routes are data: [`routes()`].
+//! [`Server`] runs hyper on the process's runtime, and its requests are answered on a few
+//! blocking threads that share one [`Api`]: the job database, the process's metrics, the
+//! authenticator and, when the process has a primary and replicas, what drives passes over
+//! them ([`Driver`]): the endpoints of `serve`, or the running watch. Async work (status
+//! probes, retries, releases) runs on the tokio runtime whose
+//! [`Handle`](tokio::runtime::Handle) the API was given; the handler threads are not runtime
+//! worker threads, so they may block on it. Routes are data: [`routes()`].
 
 pub mod auth;
 pub mod http;
 pub mod routes;
-mod server;
+pub mod server;
 pub mod status;
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::time::Instant;
 pub use auth::Authenticator;
 pub use http::{Method, Reply, Request};
 pub use routes::{Route, routes};
-pub use server::{DRAIN_LIMIT, SHUTDOWN_GRACE, Server, WORKERS};
+pub use server::{SHUTDOWN_GRACE, Served, Server, ServerError, ServerOptions};
 pub use status::{Driver, PassContext};
 
 use crate::accounts::Accounts;

@@ -35,18 +35,74 @@ pub struct WatchArgs {
 
 /// The HTTP server's settings, shared by `serve` and `watch`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "HTTP API")]
 pub struct ServerArgs {
-    /// Address to listen on.
+    /// Address to listen on. Loopback by default: give `0.0.0.0:8080` (as deploy/ does) to
+    /// be reached from other hosts. `watch` keeps replicating when the address cannot be
+    /// bound, and tries it again; `serve` exits 2.
     #[arg(
         long,
         value_name = "ADDR",
-        default_value = "0.0.0.0:8080",
+        default_value = "127.0.0.1:8080",
         env = "K8S_SYNC_LISTEN"
     )]
     pub listen: std::net::SocketAddr,
+    /// Serve /metrics, /healthz and /readyz on this address too, on a port of their own
+    /// (plain HTTP; they stay on --listen as well).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// How long a login token stays valid, e.g. 12h, 30m.
     #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_duration)]
     pub token_ttl: std::time::Duration,
+    /// Connections held at most; when full, the oldest one still sending its request is
+    /// closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Time a client has for its TLS handshake and for each request's headers.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body (408 after it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); read again when it or the
+    /// key changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The API listener's options.
+    pub fn options(&self) -> k8s_sync::api::ServerOptions {
+        k8s_sync::api::ServerOptions {
+            name: "api",
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| k8s_sync::api::server::tls::TlsFiles { cert, key }),
+            served: k8s_sync::api::Served::All,
+        }
+    }
+
+    /// The metrics listener's options, when there is one.
+    pub fn metrics_options(&self) -> Option<(std::net::SocketAddr, k8s_sync::api::ServerOptions)> {
+        let listen = self.metrics_listen?;
+        Some((
+            listen,
+            k8s_sync::api::ServerOptions {
+                name: "metrics",
+                tls: None,
+                served: k8s_sync::api::Served::Health,
+                ..self.options()
+            },
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

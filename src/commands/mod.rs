@@ -4,6 +4,7 @@ mod apply;
 mod context;
 mod diff;
 mod jobs;
+mod listeners;
 mod progress;
 mod replica_credentials;
 mod serve;

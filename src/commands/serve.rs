@@ -3,13 +3,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use k8s_sync::accounts::Accounts;
-use k8s_sync::api::{self, Api, Authenticator, Driver, PassContext, Server, auth, status};
+use anyhow::bail;
+use k8s_sync::api::{Api, Driver, PassContext, status};
 use k8s_sync::diff::render::Detail;
 use tracing::info;
 
 use super::Output;
+use super::listeners::{Listeners, authenticator, first_user};
 use super::signals::StopSignals;
 use crate::cli::ServeArgs;
 
@@ -33,44 +33,12 @@ pub async fn run(args: ServeArgs, output: &Output) -> anyhow::Result<ExitCode> {
         service = service.with_driver(Driver::Endpoints(Box::new(pass)));
     }
     let mut signals = StopSignals::listen()?;
-    let listen = args.server.listen;
-    let server = Server::start(listen, api::WORKERS, Arc::new(service))
-        .with_context(|| format!("listening on {listen}"))?;
-    info!("listening on http://{}", server.local_addr());
-
-    tokio::select! {
-        () = signals.next() => {}
-        reason = server.failed() => {
-            bail!("the HTTP server stopped accepting connections: {reason}")
-        }
-    }
+    let listeners = Listeners::start(&args.server, Arc::new(service), false).await?;
+    signals.next().await;
     info!("signal received: finishing the requests in flight");
-    tokio::task::spawn_blocking(move || server.shutdown())
-        .await
-        .context("stopping the HTTP server")?;
+    listeners.shutdown().await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Adds the first user from `K8S_SYNC_ADMIN_PASSWORD` when `accounts` have none. Shared by
-/// `serve` and `watch`.
-pub(super) async fn first_user(accounts: Arc<dyn Accounts>) -> anyhow::Result<()> {
-    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
-    // bcrypt, and accounts on a cluster, block.
-    tokio::task::spawn_blocking(move || auth::create_first_user(accounts.as_ref(), cost))
-        .await
-        .context("adding the first user")??;
-    Ok(())
-}
-
-/// The API's authenticator. Shared by `serve` and `watch`.
-pub(super) async fn authenticator(token_ttl: std::time::Duration) -> anyhow::Result<Authenticator> {
-    let cost = auth::bcrypt_cost().map_err(anyhow::Error::msg)?;
-    // Preparing the dummy hash that evens out login times costs a bcrypt run.
-    tokio::task::spawn_blocking(move || Authenticator::new(cost, token_ttl))
-        .await
-        .context("preparing password checks")?
-        .context("preparing password checks")
 }
 
 /// The primary and replicas given on the command line, if any.

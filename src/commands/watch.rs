@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use k8s_sync::accounts::{Accounts, SecretAccounts};
-use k8s_sync::api::{self, Api, Driver, Server};
+use k8s_sync::api::{Api, Driver};
 use k8s_sync::endpoint::{Connected, own_namespace};
 use k8s_sync::lease::{Leadership, LeaseOptions};
 use k8s_sync::metrics::Metrics;
@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::Output;
 use super::context::{endpoints, pass_options};
+use super::listeners::Listeners;
 use super::open_store;
 use super::signals::StopSignals;
 use crate::cli::{ElectionArgs, WatchArgs};
@@ -97,7 +98,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
 
     // The same server as `serve`; ready only while the replicas are in step with an
     // authoritative primary state.
-    let authenticator = super::serve::authenticator(args.server.token_ttl).await?;
+    let authenticator = super::listeners::authenticator(args.server.token_ttl).await?;
     let ready = watch.clone();
     let service = Api::new(
         store,
@@ -108,25 +109,13 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     .with_accounts(accounts)
     .with_driver(Driver::Watch(watch.clone()))
     .with_readiness(Arc::new(move || ready.readiness()));
-    let listen = args.server.listen;
-    let server = Server::start(listen, api::WORKERS, Arc::new(service))
-        .with_context(|| format!("listening on {listen}"))?;
-    info!("listening on http://{}", server.local_addr());
+    // The API never stops replication: an address that cannot be bound is tried again.
+    let listeners = Listeners::start(&args.server, Arc::new(service), true).await?;
 
     tokio::spawn(drain_on_signal(StopSignals::listen()?, shutdown.clone()));
     info!(primary = %primary.name, replicas = replicas.len(), "watching");
-    let mut running = tokio::spawn(watch.run(shutdown.clone()));
-    let outcome = tokio::select! {
-        result = &mut running => result.context("watch mode stopped unexpectedly")?.context("job database"),
-        reason = server.failed() => {
-            shutdown.cancel();
-            let _ = running.await;
-            Err(anyhow::anyhow!("the HTTP server stopped accepting connections: {reason}"))
-        }
-    };
-    tokio::task::spawn_blocking(move || server.shutdown())
-        .await
-        .context("stopping the HTTP server")?;
+    let outcome = watch.run(shutdown.clone()).await.context("job database");
+    listeners.shutdown().await;
     outcome?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -145,7 +134,7 @@ async fn accounts(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn Accounts>> {
     if !args.leader_elect {
-        super::serve::first_user(store.clone()).await?;
+        super::listeners::first_user(store.clone()).await?;
         return Ok(store.clone());
     }
     let shared = Arc::new(SecretAccounts::new(
@@ -158,7 +147,7 @@ async fn accounts(
     let first = shared.clone();
     let mut made = tokio::spawn(async move {
         first.loaded().await;
-        if let Err(error) = super::serve::first_user(first.clone()).await {
+        if let Err(error) = super::listeners::first_user(first.clone()).await {
             error!("{error:#}");
         }
     });
