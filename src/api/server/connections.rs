@@ -25,7 +25,15 @@ struct Open {
 struct Entry {
     /// Since when it has been sending a request or idle; `None` while a request is served.
     waiting_since: Option<Instant>,
+    /// Told to close, to make room; its place is freed once it has.
+    evicting: bool,
     evict: CancellationToken,
+}
+
+impl Entry {
+    fn evictable(&self) -> Option<Instant> {
+        self.waiting_since.filter(|_| !self.evicting)
+    }
 }
 
 /// What [`Connections::admit`] did.
@@ -51,41 +59,57 @@ impl Connections {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until a new connection could be admitted: room is free, or some connection is
-    /// waiting and may be evicted. Every slot busy serving a request means waiting for one.
-    pub(super) async fn room(&self) {
+    /// Waits until `ready` holds of the open connections, checked again whenever one closes
+    /// or starts waiting.
+    async fn until(&self, ready: impl Fn(&Open) -> bool) {
         loop {
-            let freed = self.freed.notified();
-            {
-                let open = self.lock();
-                if open.by_id.len() < self.cap
-                    || open.by_id.values().any(|e| e.waiting_since.is_some())
-                {
-                    return;
-                }
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if ready(&self.lock()) {
+                return;
             }
-            freed.await;
+            notified.await;
         }
     }
 
-    /// Admits a connection, evicting the one that has waited longest when full (see
-    /// [`Connections::room`]; with no room and none to evict it is admitted over the cap, which
-    /// the accept loop never lets happen).
-    pub(super) fn admit(self: &Arc<Self>) -> (Slot, Admission) {
-        let mut open = self.lock();
-        let mut admission = Admission::Admitted;
-        if open.by_id.len() >= self.cap {
-            let oldest = open
-                .by_id
-                .iter()
-                .filter_map(|(id, e)| e.waiting_since.map(|since| (since, *id)))
-                .min();
-            if let Some((_, id)) = oldest {
-                let entry = open.by_id.remove(&id).expect("just found");
-                entry.evict.cancel();
-                admission = Admission::Evicted;
+    /// Waits until a new connection could be admitted: room is free, or some connection is
+    /// waiting and may be evicted. Every place busy serving a request means waiting for one.
+    pub(super) async fn room(&self) {
+        let cap = self.cap;
+        self.until(|open| {
+            open.by_id.len() < cap || open.by_id.values().any(|e| e.evictable().is_some())
+        })
+        .await;
+    }
+
+    /// Admits a connection. When full, the connection that has waited longest is told to
+    /// close, and this returns once it has: no more than the cap are ever open (the one just
+    /// accepted aside).
+    pub(super) async fn admit(self: &Arc<Self>) -> (Slot, Admission) {
+        let evicted = {
+            let mut open = self.lock();
+            if open.by_id.len() < self.cap {
+                None
+            } else {
+                let oldest = open
+                    .by_id
+                    .iter()
+                    .filter_map(|(id, e)| e.evictable().map(|since| (since, *id)))
+                    .min()
+                    .map(|(_, id)| id);
+                if let Some(id) = oldest {
+                    let entry = open.by_id.get_mut(&id).expect("just found");
+                    entry.evicting = true;
+                    entry.evict.cancel();
+                }
+                oldest
             }
+        };
+        if let Some(id) = evicted {
+            self.until(|open| !open.by_id.contains_key(&id)).await;
         }
+        let mut open = self.lock();
         let id = open.next;
         open.next += 1;
         let evict = CancellationToken::new();
@@ -93,6 +117,7 @@ impl Connections {
             id,
             Entry {
                 waiting_since: Some(Instant::now()),
+                evicting: false,
                 evict: evict.clone(),
             },
         );
@@ -100,6 +125,11 @@ impl Connections {
             id,
             evict,
             connections: self.clone(),
+        };
+        let admission = if evicted.is_some() {
+            Admission::Evicted
+        } else {
+            Admission::Admitted
         };
         (slot, admission)
     }
@@ -109,7 +139,7 @@ impl Connections {
             entry.waiting_since = waiting.then(Instant::now);
         }
         if waiting {
-            self.freed.notify_one();
+            self.freed.notify_waiters();
         }
     }
 }
@@ -137,7 +167,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.connections.lock().by_id.remove(&self.id);
-        self.connections.freed.notify_one();
+        self.connections.freed.notify_waiters();
     }
 }
 
@@ -154,31 +184,44 @@ impl Drop for Serving {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_listener_evicts_the_connection_waiting_longest_never_one_being_served() {
+    #[tokio::test]
+    async fn a_full_listener_evicts_the_connection_waiting_longest_never_one_being_served() {
         let connections = Connections::new(2);
-        let (first, admitted) = connections.admit();
+        let (first, admitted) = connections.admit().await;
         assert_eq!(admitted, Admission::Admitted);
         let first = Arc::new(first);
-        let (second, _) = connections.admit();
+        let (second, _) = connections.admit().await;
         let serving = first.serving();
-        let (third, admission) = connections.admit();
+        // The evicted connection's task closes it when told to; here, a task drops it.
+        let evicted = tokio::spawn(async move {
+            second.evicted().await;
+            drop(second);
+        });
+        let (third, admission) = connections.admit().await;
         assert_eq!(admission, Admission::Evicted);
-        assert!(second.evict.is_cancelled(), "the waiting one made room");
+        evicted.await.unwrap();
         assert!(!first.evict.is_cancelled(), "never the one being served");
         assert_eq!(connections.lock().by_id.len(), 2);
         // Served, then idle: it waits from the end of its request, after the third came.
         drop(serving);
-        let (_fourth, admission) = connections.admit();
+        let closing = tokio::spawn(async move {
+            third.evicted().await;
+            drop(third);
+        });
+        let (_fourth, admission) = connections.admit().await;
         assert_eq!(admission, Admission::Evicted);
-        assert!(third.evict.is_cancelled(), "waiting longer than the first");
-        assert!(!first.evict.is_cancelled());
+        closing.await.unwrap();
+        assert!(
+            !first.evict.is_cancelled(),
+            "it came back to waiting after the third"
+        );
+        assert_eq!(connections.lock().by_id.len(), 2);
     }
 
     #[tokio::test]
-    async fn with_every_slot_serving_there_is_room_only_once_one_frees() {
+    async fn with_every_place_serving_there_is_room_only_once_one_frees() {
         let connections = Connections::new(1);
-        let (slot, _) = connections.admit();
+        let (slot, _) = connections.admit().await;
         let slot = Arc::new(slot);
         let serving = slot.serving();
         let room = connections.room();

@@ -282,7 +282,7 @@ async fn accept(
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
-                let (slot, admission) = shared.connections.admit();
+                let (slot, admission) = shared.connections.admit().await;
                 if admission == Admission::Evicted {
                     shared.closed("evicted");
                 }
