@@ -273,11 +273,22 @@ pub enum UsersAction {
         /// Read the password from standard input (the only way: never from the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// `admin` (users, retries, prune releases, the audit trail) or `viewer` (the
+        /// dashboard, the status and the jobs). Default admin: this is how the first user is
+        /// made.
+        #[arg(long, value_name = "ROLE", default_value = "admin", value_parser = parse_role)]
+        role: k8s_sync::store::Role,
+    },
+    /// End every session of a user: their tokens stop working at once.
+    #[command(after_long_help = "Example:\n  k8s-sync users revoke ada")]
+    Revoke {
+        /// The login name.
+        name: String,
     },
     /// List users.
     #[command(after_long_help = "Example:\n  k8s-sync users list -o json")]
     List,
-    /// Delete a user (not the last one).
+    /// Delete a user (not the last admin).
     #[command(after_long_help = "Example:\n  k8s-sync users delete ada")]
     Delete {
         /// The login name.
@@ -294,6 +305,12 @@ pub enum UsersAction {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+}
+
+/// Parses a role: `admin` or `viewer`.
+fn parse_role(text: &str) -> Result<k8s_sync::store::Role, String> {
+    k8s_sync::store::Role::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a role: admin or viewer"))
 }
 
 /// Parses durations such as `30s`, `5m`, `12h`, `1h 30m`.

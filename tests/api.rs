@@ -298,7 +298,147 @@ fn manages_users() {
     server.login_as("ada", PASSWORD);
     let last = server.request("DELETE", "/api/users/ada", None);
     expect(&last, 409);
-    assert!(last.error().contains("last user"), "{last}");
+    assert!(last.error().contains("last admin"), "{last}");
+}
+
+#[test]
+fn viewers_read_admins_change_and_every_change_is_audited() {
+    let (dir, mut server) = server_with_user(&[]);
+    let failed = seed_job(&dir, "r1", "ConfigMap", "web", true);
+    let ada = server.token.clone().unwrap();
+    let viewer = json!({"username": "val", "password": "a viewer's long password"});
+    expect(&server.post("/api/users", &viewer), 201);
+    let listed = server.get("/api/users").json();
+    let roles: Vec<(&str, &str)> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [("ada", "admin"), ("val", "viewer")], "{listed}");
+    let unknown = json!({"username": "x", "password": "a long enough one", "rights": "all"});
+    expect(&server.post("/api/users", &unknown), 400);
+
+    // A viewer reads the dashboard, the status and the jobs; every change is refused, 403.
+    let val = server.login_as("val", "a viewer's long password");
+    for (method, target) in [
+        ("GET", "/api/dashboard"),
+        ("GET", "/api/status"),
+        ("GET", "/api/jobs"),
+    ] {
+        expect(&server.request(method, target, None), 200);
+    }
+    expect(&server.get(&format!("/api/jobs/{failed}")), 200);
+    for (method, target) in [
+        ("GET", "/api/users".to_string()),
+        ("GET", "/api/audit".to_string()),
+        ("POST", "/api/users".to_string()),
+        ("DELETE", "/api/users/ada".to_string()),
+        ("DELETE", "/api/users/ada/sessions".to_string()),
+        ("POST", format!("/retry?jobid={failed}")),
+        ("GET", format!("/retry?jobid={failed}")),
+        ("POST", "/api/prunes/release?replica=r1".to_string()),
+    ] {
+        let refused = server.request(method, &target, Some("{}"));
+        expect(&refused, 403);
+        assert!(
+            refused.error().contains("needs the admin role"),
+            "{refused}"
+        );
+        assert!(refused.error().contains("val is a viewer"), "{refused}");
+    }
+
+    // The last admin cannot go, not even with a viewer left.
+    server.token = Some(ada.clone());
+    let last = server.request("DELETE", "/api/users/ada", None);
+    expect(&last, 409);
+    assert!(last.error().contains("last admin"), "{last}");
+    // Revoked: the viewer's token stops working at once.
+    let revoked = server.request("DELETE", "/api/users/val/sessions", None);
+    expect(&revoked, 200);
+    assert_eq!(revoked.json()["sessions_ended"], 1, "{revoked}");
+    expect(
+        &server.request("DELETE", "/api/users/nobody/sessions", None),
+        404,
+    );
+    server.token = Some(val);
+    expect(&server.get("/api/dashboard"), 401);
+
+    // The trail: who, what, on what, from where, the answer; never a password or a token.
+    server.token = Some(ada.clone());
+    let trail = server.get("/api/audit?limit=1000");
+    expect(&trail, 200);
+    let entries = trail.json()["entries"].as_array().unwrap().clone();
+    let seen: Vec<(String, String, String, u64)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["user"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = |user: &str, action: &str, target: &str, status: u64| {
+        (
+            user.to_string(),
+            action.to_string(),
+            target.to_string(),
+            status,
+        )
+    };
+    assert!(
+        seen.contains(&expected("ada", "POST /api/login", "", 200)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&expected("ada", "POST /api/users", "", 201)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&expected("val", "POST /api/login", "", 200)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&expected("ada", "DELETE /api/users/{name}", "ada", 409)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&expected(
+            "ada",
+            "DELETE /api/users/{name}/sessions",
+            "val",
+            200
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|(user, ..)| user == "val")
+            .all(|(_, action, ..)| action == "POST /api/login"),
+        "a viewer's refused attempts changed nothing: {seen:?}"
+    );
+    assert!(
+        entries.iter().all(|e| e["remote"] == "127.0.0.1"),
+        "{trail}"
+    );
+    let text = trail.text();
+    for secret in [PASSWORD, "a viewer's long password", ada.as_str()] {
+        assert!(!text.contains(secret), "the trail holds a secret: {text}");
+    }
+    let db = std::fs::read(dir.path().join("jobs.db")).unwrap();
+    assert!(
+        !db.windows(ada.len()).any(|w| w == ada.as_bytes()),
+        "a token in the database"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.path().join("jobs.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the database is its owner's only");
 }
 
 #[test]
@@ -486,10 +626,10 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
         let body = (method == "POST")
             .then_some(r#"{"username": "carol", "password": "long enough password"}"#);
         let response = server.request(&method, &target, body);
-        assert!(
-            !matches!(response.status, 404 | 405),
-            "{method} {target}: {response}"
-        );
+        // A 404 of a thing (bob deleted before his sessions are) is an answer of the route.
+        let unrouted = response.status == 405
+            || (response.status == 404 && response.error().starts_with("no such route"));
+        assert!(!unrouted, "{method} {target}: {response}");
     }
     expect(&server.request("POST", "/api/logout", None), 204);
 }
@@ -676,7 +816,7 @@ fn users_are_managed_from_the_command_line() {
     users(&["delete", "bob"], "").expect_code(0);
     let last = users(&["delete", "ada"], "");
     last.expect_code(2);
-    assert!(last.stderr().contains("last user"), "{last}");
+    assert!(last.stderr().contains("last admin"), "{last}");
 
     // The password read is the line without its ending, "\r\n" too.
     users(

@@ -211,3 +211,86 @@ async fn shutdown_cuts_off_hung_writes_after_the_timeout_and_a_second_signal_at_
     let status = api.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(130), "{}", api.log());
 }
+
+/// The address a daemon's listener `name` printed it listens on.
+fn listening(daemon: &support::daemon::Daemon, name: &str) -> Option<std::net::SocketAddr> {
+    daemon.output().lines().find_map(|line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        let (address, listener) = rest.split_once(' ')?;
+        (listener.trim() == format!("({name})"))
+            .then(|| address.parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test]
+async fn watch_replicates_while_its_address_is_taken_and_listens_once_it_is_free() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("taken-port", &["primary"]).await;
+    let primary = env.client("primary").await;
+    create(&primary, &ns, configmap("settings", json!({"n": "1"}))).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let dir = TestDir::new();
+    let (primary_arg, replica_arg, listen) =
+        (env.arg("primary"), env.arg("replica-1"), port.to_string());
+    let mut daemon = support::daemon::Daemon::start(
+        &dir,
+        "watch.log",
+        &[
+            "watch",
+            "--primary",
+            &primary_arg,
+            "--replica",
+            &replica_arg,
+            "--sync-namespaces",
+            &ns,
+            "--db",
+            "jobs.db",
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    daemon.wait_for(&format!("cannot listen on {port}"), DEADLINE);
+    // Replication goes on without the API.
+    converges(&env, "replica-1", &ns, "settings", json!({"n": "1"})).await;
+    daemon.wait_for("(metrics)", DEADLINE);
+    let metrics = listening(&daemon, "metrics").expect("the metrics listener's address");
+    let scrape = support::http::send(metrics, "GET", "/metrics", &[], None).text();
+    assert_eq!(
+        support::passes::sample(&scrape, "k8s_sync_http_listening{listener=\"api\"}"),
+        Some(0.0),
+        "{scrape}"
+    );
+    assert!(
+        support::passes::sample(
+            &scrape,
+            "k8s_sync_http_listener_errors_total{listener=\"api\"}"
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    eventually(DEADLINE, "ready, on the metrics port", || async {
+        support::http::send(metrics, "GET", "/readyz", &[], None).status == 200
+    })
+    .await;
+    let api_route = support::http::send(metrics, "GET", "/api/dashboard", &[], None);
+    assert_eq!(api_route.status, 404, "{api_route}");
+
+    // The address is free again: the API listens there, and the process never stopped.
+    drop(taken);
+    eventually(
+        Duration::from_secs(45),
+        "the API listens once the port is free",
+        || async {
+            std::net::TcpStream::connect(port).is_ok()
+                && support::http::send(port, "GET", "/healthz", &[], None).status == 200
+        },
+    )
+    .await;
+    let mut api = ApiServer::attach(daemon);
+    api.login_as("admin", ADMIN_PASSWORD);
+    assert_eq!(api.get("/api/dashboard").status, 200);
+}

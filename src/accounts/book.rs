@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{User, UserDeletion};
+use super::{Role, User, UserDeletion};
 
 /// How many live sessions one user may have in a [`Book`]: a Secret holds at most 1 MiB, and
 /// a script logging in in a loop must not fill it. The sessions closest to expiry go first.
@@ -31,6 +31,9 @@ pub struct Book {
 pub struct Account {
     /// The bcrypt hash of the password.
     pub password_hash: String,
+    /// What the user may do (books written before roles: every user an administrator).
+    #[serde(default)]
+    pub role: Role,
     /// When the user was added (RFC 3339).
     pub created_at: String,
 }
@@ -46,7 +49,7 @@ pub struct SessionEntry {
 
 impl Book {
     /// Adds a user; false when the name is taken.
-    pub fn add_user(&mut self, name: &str, password_hash: &str) -> bool {
+    pub fn add_user(&mut self, name: &str, password_hash: &str, role: Role) -> bool {
         if self.users.contains_key(name) {
             return false;
         }
@@ -54,6 +57,7 @@ impl Book {
             name.to_string(),
             Account {
                 password_hash: password_hash.to_string(),
+                role,
                 created_at: jiff::Timestamp::now().to_string(),
             },
         );
@@ -70,17 +74,30 @@ impl Book {
         true
     }
 
-    /// Deletes a user and their sessions, unless they are the last user.
+    /// Deletes a user and their sessions, unless they are the last administrator.
     pub fn delete_user(&mut self, name: &str) -> UserDeletion {
-        if !self.users.contains_key(name) {
+        let Some(account) = self.users.get(name) else {
             return UserDeletion::NotFound;
-        }
-        if self.users.len() <= 1 {
-            return UserDeletion::LastUser;
+        };
+        let other_admins = self
+            .users
+            .iter()
+            .filter(|(n, a)| *n != name && a.role == Role::Admin)
+            .count();
+        if account.role == Role::Admin && other_admins == 0 {
+            return UserDeletion::LastAdmin;
         }
         self.users.remove(name);
         self.sessions.retain(|_, s| s.user != name);
         UserDeletion::Deleted
+    }
+
+    /// Ends every session of a user: `None` for no such user, else how many ended.
+    pub fn revoke(&mut self, name: &str) -> Option<usize> {
+        self.users.get(name)?;
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| s.user != name);
+        Some(before - self.sessions.len())
     }
 
     /// Every user, by name.
@@ -89,6 +106,7 @@ impl Book {
             .iter()
             .map(|(name, account)| User {
                 name: name.clone(),
+                role: account.role,
                 created_at: account.created_at.clone(),
             })
             .collect()
@@ -118,12 +136,14 @@ impl Book {
         );
     }
 
-    /// The user of a session that has not expired by `now`.
-    pub fn session_user(&self, token_sha256: &str, now: i64) -> Option<String> {
-        self.sessions
+    /// The user, and their role, of a session that has not expired by `now`.
+    pub fn session_user(&self, token_sha256: &str, now: i64) -> Option<(String, Role)> {
+        let session = self
+            .sessions
             .get(token_sha256)
-            .filter(|s| s.expires_at > now && self.users.contains_key(&s.user))
-            .map(|s| s.user.clone())
+            .filter(|s| s.expires_at > now)?;
+        let account = self.users.get(&session.user)?;
+        Some((session.user.clone(), account.role))
     }
 
     /// Ends a session; false when there was none.
@@ -139,19 +159,29 @@ mod tests {
     #[test]
     fn a_user_keeps_at_most_the_newest_sessions() {
         let mut book = Book::default();
-        book.add_user("ada", "h");
+        book.add_user("ada", "h", Role::Admin);
         for n in 0..MAX_SESSIONS_PER_USER + 3 {
             book.add_session(&format!("t{n}"), "ada", 1000 + n as i64, 0);
         }
         assert_eq!(book.sessions.len(), MAX_SESSIONS_PER_USER);
         assert_eq!(book.session_user("t0", 0), None, "the oldest went first");
         let newest = format!("t{}", MAX_SESSIONS_PER_USER + 2);
-        assert_eq!(book.session_user(&newest, 0).as_deref(), Some("ada"));
+        assert_eq!(
+            book.session_user(&newest, 0),
+            Some(("ada".to_string(), Role::Admin))
+        );
     }
 
     #[test]
     fn reads_a_book_written_without_some_fields() {
         let book: Book = serde_json::from_str(r#"{"users": {}}"#).unwrap();
         assert_eq!(book, Book::default());
+        let before_roles = r#"{"users": {"ada": {"password_hash": "h", "created_at": "t"}}}"#;
+        let book: Book = serde_json::from_str(before_roles).unwrap();
+        assert_eq!(
+            book.users["ada"].role,
+            Role::Admin,
+            "users before roles are admins"
+        );
     }
 }

@@ -15,7 +15,7 @@ pub use secret::{SECRET_DATA_KEY, SECRET_NAME, SecretAccounts};
 use crate::endpoint::cluster::Error as ClusterError;
 use crate::retry::Transience;
 use crate::store::{self, Store};
-pub use crate::store::{User, UserDeletion};
+pub use crate::store::{Role, User, UserDeletion};
 
 /// The accounts could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +72,14 @@ impl Error {
 
 /// Users and sessions of the HTTP API, wherever they are kept.
 pub trait Accounts: Send + Sync {
-    /// Adds a user with a password hash. Returns false when the name is taken.
-    fn add_user(&self, name: &str, password_hash: &str) -> Result<bool, Error>;
+    /// Adds a user with a password hash and a role. Returns false when the name is taken.
+    fn add_user(&self, name: &str, password_hash: &str, role: Role) -> Result<bool, Error>;
     /// Replaces a user's password hash and ends their sessions. Returns false for no such user.
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, Error>;
-    /// Deletes a user and their sessions, unless they are the last one.
+    /// Deletes a user and their sessions, unless they are the last administrator.
     fn delete_user(&self, name: &str) -> Result<UserDeletion, Error>;
+    /// Ends every session of a user: `None` for no such user, else how many ended.
+    fn revoke(&self, name: &str) -> Result<Option<usize>, Error>;
     /// Every user, by name.
     fn users(&self) -> Result<Vec<User>, Error>;
     /// A user's password hash, if the user exists.
@@ -91,16 +93,16 @@ pub trait Accounts: Send + Sync {
         expires_at: i64,
         now: i64,
     ) -> Result<(), Error>;
-    /// The user of a session that has not expired by `now` (unix seconds).
-    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<String>, Error>;
+    /// The user, and their role, of a session that has not expired by `now` (unix seconds).
+    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<(String, Role)>, Error>;
     /// Ends a session. Returns false when there was none.
     fn delete_session(&self, token_sha256: &str) -> Result<bool, Error>;
 }
 
 /// One copy's accounts, in its job database.
 impl Accounts for Store {
-    fn add_user(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
-        Ok(Store::add_user(self, name, password_hash)?)
+    fn add_user(&self, name: &str, password_hash: &str, role: Role) -> Result<bool, Error> {
+        Ok(Store::add_user(self, name, password_hash, role)?)
     }
 
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
@@ -109,6 +111,10 @@ impl Accounts for Store {
 
     fn delete_user(&self, name: &str) -> Result<UserDeletion, Error> {
         Ok(Store::delete_user(self, name)?)
+    }
+
+    fn revoke(&self, name: &str) -> Result<Option<usize>, Error> {
+        Ok(Store::revoke(self, name)?)
     }
 
     fn users(&self) -> Result<Vec<User>, Error> {
@@ -130,7 +136,7 @@ impl Accounts for Store {
         Ok(Store::add_session(self, token_sha256, user, expires_at)?)
     }
 
-    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<String>, Error> {
+    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<(String, Role)>, Error> {
         Ok(Store::session_user(self, token_sha256, now)?)
     }
 
@@ -145,53 +151,61 @@ mod tests {
 
     /// What every kind of accounts must do, run against each.
     fn behaves_as_accounts(accounts: &dyn Accounts) {
-        assert!(accounts.add_user("ada", "$2b$04$hash").unwrap());
+        let user = |token: &str, now: i64| accounts.session_user(token, now).unwrap();
         assert!(
-            !accounts.add_user("ada", "other").unwrap(),
+            accounts
+                .add_user("ada", "$2b$04$hash", Role::Admin)
+                .unwrap()
+        );
+        assert!(
+            !accounts.add_user("ada", "other", Role::Viewer).unwrap(),
             "names are unique"
         );
         assert_eq!(
             accounts.password_hash("ada").unwrap().as_deref(),
             Some("$2b$04$hash")
         );
-        assert_eq!(accounts.delete_user("ada").unwrap(), UserDeletion::LastUser);
-        assert!(accounts.add_user("bob", "h").unwrap());
-        accounts.add_session("t1", "ada", 100, 0).unwrap();
         assert_eq!(
-            accounts.session_user("t1", 99).unwrap().as_deref(),
-            Some("ada")
+            accounts.delete_user("ada").unwrap(),
+            UserDeletion::LastAdmin
         );
-        assert_eq!(accounts.session_user("t1", 100).unwrap(), None, "expired");
+        assert!(accounts.add_user("bob", "h", Role::Viewer).unwrap());
+        assert_eq!(
+            accounts.delete_user("ada").unwrap(),
+            UserDeletion::LastAdmin,
+            "a viewer cannot stand in for the last administrator"
+        );
+        accounts.add_session("t1", "ada", 100, 0).unwrap();
+        assert_eq!(user("t1", 99), Some(("ada".into(), Role::Admin)));
+        assert_eq!(user("t1", 100), None, "expired");
         assert!(accounts.set_password("ada", "new").unwrap());
         assert!(!accounts.set_password("nobody", "new").unwrap());
-        assert_eq!(
-            accounts.session_user("t1", 0).unwrap(),
-            None,
-            "a new password ends sessions"
-        );
-        accounts.add_session("t2", "ada", 100, 0).unwrap();
-        assert_eq!(accounts.delete_user("ada").unwrap(), UserDeletion::Deleted);
-        assert_eq!(
-            accounts.session_user("t2", 0).unwrap(),
-            None,
-            "sessions go with their user"
-        );
-        assert_eq!(accounts.delete_user("ada").unwrap(), UserDeletion::NotFound);
-        let names: Vec<_> = accounts
+        assert_eq!(user("t1", 0), None, "a new password ends sessions");
+        accounts.add_session("t2", "bob", 100, 0).unwrap();
+        accounts.add_session("t3", "bob", 100, 0).unwrap();
+        assert_eq!(user("t2", 0), Some(("bob".into(), Role::Viewer)));
+        assert_eq!(accounts.revoke("bob").unwrap(), Some(2));
+        assert_eq!(user("t3", 0), None, "revoked");
+        assert_eq!(accounts.revoke("nobody").unwrap(), None);
+        accounts.add_session("t4", "bob", 100, 0).unwrap();
+        assert_eq!(accounts.delete_user("bob").unwrap(), UserDeletion::Deleted);
+        assert_eq!(user("t4", 0), None, "sessions go with their user");
+        assert_eq!(accounts.delete_user("bob").unwrap(), UserDeletion::NotFound);
+        let users: Vec<_> = accounts
             .users()
             .unwrap()
             .into_iter()
-            .map(|u| u.name)
+            .map(|u| (u.name, u.role))
             .collect();
-        assert_eq!(names, ["bob"]);
-        accounts.add_session("t3", "bob", 5, 0).unwrap();
-        accounts.add_session("t4", "bob", 50, 10).unwrap();
+        assert_eq!(users, [("ada".to_string(), Role::Admin)]);
+        accounts.add_session("t5", "ada", 5, 0).unwrap();
+        accounts.add_session("t6", "ada", 50, 10).unwrap();
         assert!(
-            !accounts.delete_session("t3").unwrap(),
+            !accounts.delete_session("t5").unwrap(),
             "expired sessions are forgotten at the next login"
         );
-        assert!(accounts.delete_session("t4").unwrap());
-        assert_eq!(accounts.session_user("t4", 0).unwrap(), None);
+        assert!(accounts.delete_session("t6").unwrap());
+        assert_eq!(user("t6", 0), None);
     }
 
     #[test]
@@ -203,14 +217,17 @@ mod tests {
     struct InMemory(std::sync::Mutex<Book>);
 
     impl Accounts for InMemory {
-        fn add_user(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
-            Ok(self.0.lock().unwrap().add_user(name, password_hash))
+        fn add_user(&self, name: &str, hash: &str, role: Role) -> Result<bool, Error> {
+            Ok(self.0.lock().unwrap().add_user(name, hash, role))
         }
         fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
             Ok(self.0.lock().unwrap().set_password(name, password_hash))
         }
         fn delete_user(&self, name: &str) -> Result<UserDeletion, Error> {
             Ok(self.0.lock().unwrap().delete_user(name))
+        }
+        fn revoke(&self, name: &str) -> Result<Option<usize>, Error> {
+            Ok(self.0.lock().unwrap().revoke(name))
         }
         fn users(&self) -> Result<Vec<User>, Error> {
             Ok(self.0.lock().unwrap().users())
@@ -232,7 +249,7 @@ mod tests {
                 .add_session(token, user, expires, now);
             Ok(())
         }
-        fn session_user(&self, token: &str, now: i64) -> Result<Option<String>, Error> {
+        fn session_user(&self, token: &str, now: i64) -> Result<Option<(String, Role)>, Error> {
             Ok(self.0.lock().unwrap().session_user(token, now))
         }
         fn delete_session(&self, token: &str) -> Result<bool, Error> {

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Accounts, Book, Error, User, UserDeletion};
+use super::{Accounts, Book, Error, Role, User, UserDeletion};
 use crate::endpoint::cluster::Error as ClusterError;
 use crate::retry::RetryPolicy;
 
@@ -239,8 +239,8 @@ impl SecretAccounts {
 }
 
 impl Accounts for SecretAccounts {
-    fn add_user(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
-        self.write(|book| book.add_user(name, password_hash))
+    fn add_user(&self, name: &str, password_hash: &str, role: Role) -> Result<bool, Error> {
+        self.write(|book| book.add_user(name, password_hash, role))
     }
 
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, Error> {
@@ -249,6 +249,10 @@ impl Accounts for SecretAccounts {
 
     fn delete_user(&self, name: &str) -> Result<UserDeletion, Error> {
         self.write(|book| book.delete_user(name))
+    }
+
+    fn revoke(&self, name: &str) -> Result<Option<usize>, Error> {
+        self.write(|book| book.revoke(name))
     }
 
     fn users(&self) -> Result<Vec<User>, Error> {
@@ -269,7 +273,7 @@ impl Accounts for SecretAccounts {
         self.write(|book| book.add_session(token_sha256, user, expires_at, now))
     }
 
-    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<String>, Error> {
+    fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<(String, Role)>, Error> {
         self.read(|book| book.session_user(token_sha256, now))
     }
 

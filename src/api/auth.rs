@@ -135,7 +135,11 @@ pub fn create_first_user(accounts: &dyn Accounts, cost: u32) -> Result<FirstUser
         return Ok(FirstUser::Missing);
     }
     check_password(&password).map_err(FirstUserError::Password)?;
-    if !accounts.add_user("admin", &hash_password(&password, cost)?)? {
+    if !accounts.add_user(
+        "admin",
+        &hash_password(&password, cost)?,
+        accounts::Role::Admin,
+    )? {
         // Another copy sharing the accounts made it first, from the same Secret.
         return Ok(FirstUser::Existing);
     }
@@ -258,6 +262,8 @@ pub struct Session {
 pub struct Caller {
     /// Their user name.
     pub user: String,
+    /// What they may do.
+    pub role: accounts::Role,
     /// The digest of the token they sent.
     pub token_digest: String,
 }
@@ -347,8 +353,9 @@ impl Authenticator {
         let digest = token_digest(token);
         Ok(accounts
             .session_user(&digest, unix_now())?
-            .map(|user| Caller {
+            .map(|(user, role)| Caller {
                 user,
+                role,
                 token_digest: digest,
             }))
     }
@@ -492,7 +499,11 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let auth = Authenticator::new(4, Duration::from_secs(60)).unwrap();
         store
-            .add_user("ada", &hash_password("correct horse battery", 4).unwrap())
+            .add_user(
+                "ada",
+                &hash_password("correct horse battery", 4).unwrap(),
+                crate::store::Role::Admin,
+            )
             .unwrap();
         let session = auth
             .login(&store, "ada", "correct horse battery", None)

@@ -206,7 +206,9 @@ mod tests {
             .build()
             .unwrap();
         let api = api(&runtime);
-        api.accounts.add_user("ada", "unused hash").unwrap();
+        api.accounts
+            .add_user("ada", "unused hash", crate::store::Role::Viewer)
+            .unwrap();
         api.accounts
             .add_session(&auth::token_digest("t"), "ada", i64::MAX, 0)
             .unwrap();

@@ -10,7 +10,7 @@ use super::Api;
 use super::auth::{self, Caller, LoginError};
 use super::http::{Failure, MAX_BODY, Method, Reply, Request, too_large};
 use super::status;
-use crate::store::{Job, JobFilter, Status, UserDeletion};
+use crate::store::{Job, JobFilter, Role, Status, UserDeletion};
 
 /// The default `limit` of `GET /api/jobs`.
 pub const JOBS_DEFAULT_LIMIT: u32 = 100;
@@ -19,15 +19,35 @@ pub const JOBS_MAX_LIMIT: u32 = 1000;
 
 type Handler = fn(&Api, &mut Call<'_, '_>) -> Result<Reply, Failure>;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: no token.
+    Public,
+    /// A token of any user.
+    Viewer,
+    /// A token of an administrator.
+    Admin,
+}
+
 /// One route: a method and a path pattern (`{name}` matches one segment).
 pub struct Route {
     /// The method.
     pub method: Method,
     /// The path pattern, as `docs/openapi.yaml` spells it.
     pub path: &'static str,
-    /// Whether a bearer token is needed.
-    pub auth: bool,
+    /// Who may call it.
+    pub access: Access,
+    /// Whether it changes something, and so is recorded in the audit trail.
+    pub audited: bool,
     handler: Handler,
+}
+
+impl Route {
+    /// Whether a bearer token is needed.
+    pub fn needs_token(&self) -> bool {
+        self.access != Access::Public
+    }
 }
 
 /// Every route the API serves.
@@ -35,33 +55,58 @@ pub fn routes() -> &'static [Route] {
     ROUTES
 }
 
+use Access::{Admin, Public, Viewer};
+
+/// Reads are for viewers; every change is an administrator's and is audited (a login and a
+/// logout too: they open and end sessions).
 static ROUTES: &[Route] = &[
-    route(Method::Post, "/api/login", false, login),
-    route(Method::Post, "/api/logout", true, logout),
-    route(Method::Get, "/api/dashboard", true, dashboard),
-    route(Method::Get, "/api/status", true, |api, _| {
+    route(Method::Post, "/api/login", Public, true, login),
+    route(Method::Post, "/api/logout", Viewer, true, logout),
+    route(Method::Get, "/api/dashboard", Viewer, false, dashboard),
+    route(Method::Get, "/api/status", Viewer, false, |api, _| {
         status::status(api)
     }),
-    route(Method::Get, "/api/users", true, list_users),
-    route(Method::Post, "/api/users", true, add_user),
-    route(Method::Delete, "/api/users/{name}", true, delete_user),
-    route(Method::Get, "/api/jobs", true, list_jobs),
-    route(Method::Get, "/api/jobs/{id}", true, get_job),
-    route(Method::Get, "/retry", true, retry),
-    route(Method::Post, "/retry", true, retry),
-    route(Method::Post, "/api/prunes/release", true, release),
-    route(Method::Get, "/metrics", false, metrics),
-    route(Method::Get, "/healthz", false, |_, _| {
+    route(Method::Get, "/api/users", Admin, false, list_users),
+    route(Method::Post, "/api/users", Admin, true, add_user),
+    route(
+        Method::Delete,
+        "/api/users/{name}",
+        Admin,
+        true,
+        delete_user,
+    ),
+    route(
+        Method::Delete,
+        "/api/users/{name}/sessions",
+        Admin,
+        true,
+        revoke,
+    ),
+    route(Method::Get, "/api/audit", Admin, false, audit),
+    route(Method::Get, "/api/jobs", Viewer, false, list_jobs),
+    route(Method::Get, "/api/jobs/{id}", Viewer, false, get_job),
+    route(Method::Get, "/retry", Admin, true, retry),
+    route(Method::Post, "/retry", Admin, true, retry),
+    route(Method::Post, "/api/prunes/release", Admin, true, release),
+    route(Method::Get, "/metrics", Public, false, metrics),
+    route(Method::Get, "/healthz", Public, false, |_, _| {
         Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
     }),
-    route(Method::Get, "/readyz", false, readyz),
+    route(Method::Get, "/readyz", Public, false, readyz),
 ];
 
-const fn route(method: Method, path: &'static str, auth: bool, handler: Handler) -> Route {
+const fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    audited: bool,
+    handler: Handler,
+) -> Route {
     Route {
         method,
         path,
-        auth,
+        access,
+        audited,
         handler,
     }
 }
@@ -71,6 +116,8 @@ pub(crate) struct Call<'r, 'b> {
     request: &'r mut Request<'b>,
     params: Vec<String>,
     caller: Option<Caller>,
+    /// Who the audit trail names when no token says it: the user name a login gave.
+    subject: Option<String>,
 }
 
 /// Whether `segments` match `pattern`; the `{parameters}`' values when they do.
@@ -136,17 +183,27 @@ fn serve(
         return Err((None, too_large()));
     }
     let (route, params) = find(request).map_err(|f| (None, f))?;
-    let caller = if route.auth {
+    let caller = if route.needs_token() {
         let caller = api
             .auth
             .authenticate(api.accounts.as_ref(), request.header("authorization"))
             .map_err(|e| (Some(route), Failure::from(e)))?;
-        if caller.is_none() {
+        let Some(caller) = caller else {
             let failure = Failure::new(401, "a valid bearer token is needed: POST /api/login")
                 .with_header("WWW-Authenticate", "Bearer");
             return Err((Some(route), failure));
+        };
+        if route.access == Access::Admin && caller.role != Role::Admin {
+            let failure = Failure::new(
+                403,
+                format!(
+                    "{} {} needs the admin role; {} is a {}",
+                    route.method, route.path, caller.user, caller.role
+                ),
+            );
+            return Err((Some(route), failure));
         }
-        caller
+        Some(caller)
     } else {
         None
     };
@@ -154,20 +211,67 @@ fn serve(
         request,
         params,
         caller,
+        subject: None,
     };
-    (route.handler)(api, &mut call)
+    let answer = (route.handler)(api, &mut call);
+    if route.audited {
+        let status = match &answer {
+            Ok(reply) => reply.status,
+            Err(failure) => failure.status,
+        };
+        record(api, route, &call, status);
+    }
+    answer
         .map(|reply| (route, reply))
         .map_err(|f| (Some(route), f))
 }
 
+/// Records a change (or an attempt at one) in the audit trail: who, what, on what (the
+/// route's parameters and query, never a body: passwords travel there), from where, and the
+/// answer. A trail that cannot be written is logged; the answer stands.
+fn record(api: &Api, route: &Route, call: &Call<'_, '_>, status: u16) {
+    let user = call
+        .caller
+        .as_ref()
+        .map(|c| c.user.as_str())
+        .or(call.subject.as_deref())
+        .unwrap_or("-");
+    let mut target: Vec<String> = call.params.clone();
+    target.extend(call.request.query.iter().map(|(k, v)| format!("{k}={v}")));
+    let remote = call.request.remote.map(|ip| ip.to_string());
+    let action = format!("{} {}", route.method, route.path);
+    if let Err(error) =
+        api.store
+            .record_audit(user, &action, &target.join(" "), remote.as_deref(), status)
+    {
+        tracing::error!("the audit trail: {error}");
+    }
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Credentials {
     username: String,
     password: String,
 }
 
+/// A new user: credentials and a role (default viewer: the least a user may do).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default = "viewer")]
+    role: Role,
+}
+
+fn viewer() -> Role {
+    Role::Viewer
+}
+
 fn login(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let credentials: Credentials = call.request.json()?;
+    call.subject = Some(credentials.username.clone());
     let remote = call.request.remote;
     match api.auth.login(
         api.accounts.as_ref(),
@@ -239,12 +343,15 @@ fn list_users(api: &Api, _: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 }
 
 fn add_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
-    let credentials: Credentials = call.request.json()?;
+    let credentials: NewUser = call.request.json()?;
     auth::check_username(&credentials.username).map_err(|e| Failure::new(400, e))?;
     auth::check_password(&credentials.password).map_err(|e| Failure::new(400, e))?;
     let hash = auth::hash_password(&credentials.password, api.auth.cost())
         .map_err(|e| Failure::new(500, format!("hashing the password: {e}")))?;
-    if !api.accounts.add_user(&credentials.username, &hash)? {
+    if !api
+        .accounts
+        .add_user(&credentials.username, &hash, credentials.role)?
+    {
         return Err(Failure::new(
             409,
             format!("user {} already exists", credentials.username),
@@ -263,17 +370,46 @@ fn delete_user(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     match api.accounts.delete_user(name)? {
         UserDeletion::Deleted => Ok(Reply::empty(204)),
         UserDeletion::NotFound => Err(Failure::new(404, format!("user {name}: no such user"))),
-        UserDeletion::LastUser => Err(Failure::new(
+        UserDeletion::LastAdmin => Err(Failure::new(
             409,
-            format!("user {name} is the last user: add another before deleting it"),
+            format!("user {name} is the last admin: add another admin before deleting it"),
         )),
     }
 }
 
-/// A job as the API shows it: a Secret's change key is hidden, since a hash of a weak Secret
-/// value can be reversed by guessing.
-pub(crate) fn job_json(job: &Job) -> Value {
-    job.shown()
+fn revoke(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let name = &call.params[0];
+    match api.accounts.revoke(name)? {
+        Some(ended) => Ok(Reply::json(
+            200,
+            &json!({"user": name, "sessions_ended": ended}),
+        )),
+        None => Err(Failure::new(404, format!("user {name}: no such user"))),
+    }
+}
+
+/// The default and largest `limit` of `GET /api/audit`.
+pub const AUDIT_LIMITS: (u32, u32) = (100, 1000);
+
+fn audit(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
+    let (default, max) = AUDIT_LIMITS;
+    let limit = match call.request.param("limit").filter(|s| !s.is_empty()) {
+        None => default,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Failure::new(
+                    400,
+                    format!("limit {text:?}: expected a number from 1 to {max}"),
+                )
+            })?,
+    };
+    Ok(Reply::json(
+        200,
+        &json!({"entries": api.store.audit(limit)?}),
+    ))
 }
 
 fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
@@ -310,7 +446,7 @@ fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
             .map(str::to_string),
         limit: Some(limit),
     };
-    let jobs: Vec<Value> = api.store.jobs(&filter)?.iter().map(job_json).collect();
+    let jobs: Vec<Value> = api.store.jobs(&filter)?.iter().map(Job::shown).collect();
     Ok(Reply::json(200, &json!({"jobs": jobs})))
 }
 
@@ -322,7 +458,7 @@ fn job_id(text: &str) -> Result<i64, Failure> {
 fn get_job(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let id = job_id(&call.params[0])?;
     match api.store.job(id)? {
-        Some(job) => Ok(Reply::json(200, &job_json(&job))),
+        Some(job) => Ok(Reply::json(200, &job.shown())),
         None => Err(Failure::new(404, format!("job {id}: no such job"))),
     }
 }
@@ -418,7 +554,25 @@ mod tests {
                 route.path,
                 "/api/login" | "/metrics" | "/healthz" | "/readyz"
             );
-            assert_eq!(route.auth, !public, "{} {}", route.method, route.path);
+            assert_eq!(
+                route.needs_token(),
+                !public,
+                "{} {}",
+                route.method,
+                route.path
+            );
+            // A change is an administrator's, and is recorded.
+            let change = route.method != Method::Get || route.path == "/retry";
+            if change && route.path != "/api/login" && route.path != "/api/logout" {
+                assert_eq!(
+                    route.access,
+                    Access::Admin,
+                    "{} {}",
+                    route.method,
+                    route.path
+                );
+            }
+            assert_eq!(route.audited, change, "{} {}", route.method, route.path);
         }
     }
 
@@ -445,7 +599,7 @@ mod tests {
             due_at: None,
             options: None,
         };
-        assert_eq!(job_json(&job("Secret"))["change_key"], Value::Null);
-        assert_eq!(job_json(&job("ConfigMap"))["change_key"], "sha256:abc");
+        assert_eq!(job("Secret").shown()["change_key"], Value::Null);
+        assert_eq!(job("ConfigMap").shown()["change_key"], "sha256:abc");
     }
 }

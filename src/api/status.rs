@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::Api;
 use super::http::{Failure, Reply};
-use super::routes::job_json;
 use crate::apply::{Journal, Silent};
 use crate::endpoint::{Connected, Endpoint, Location};
 use crate::pass::{self, Focus, PassOptions, RecordedOptions, job_object};
@@ -211,7 +210,7 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
     let job = api.store.job(id)?.expect("jobs are never deleted");
     Ok(Reply::json(
         200,
-        &json!({"job": job_json(&job), "report": report}),
+        &json!({"job": job.shown(), "report": report}),
     ))
 }
 

@@ -13,14 +13,18 @@ use crate::cli::{Format, UsersAction, UsersCommand};
 pub fn run(args: UsersCommand, output: &Output) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&args.db)?;
     match args.action {
-        UsersAction::Add { name, .. } => {
+        UsersAction::Add { name, role, .. } => {
             auth::check_username(&name).map_err(anyhow::Error::msg)?;
             let hash = new_hash()?;
-            if !store.add_user(&name, &hash)? {
+            if !store.add_user(&name, &hash, role)? {
                 bail!("user {name} already exists (change its password with `users passwd`)");
             }
-            output.note(format_args!("added user {name}"));
+            output.note(format_args!("added user {name} ({role})"));
         }
+        UsersAction::Revoke { name } => match store.revoke(&name)? {
+            Some(ended) => output.note(format_args!("ended {ended} session(s) of {name}")),
+            None => bail!("user {name}: no such user"),
+        },
         UsersAction::Passwd { name, .. } => {
             if store.password_hash(&name)?.is_none() {
                 bail!("user {name}: no such user");
@@ -36,8 +40,8 @@ pub fn run(args: UsersCommand, output: &Output) -> anyhow::Result<ExitCode> {
         UsersAction::Delete { name } => match store.delete_user(&name)? {
             UserDeletion::Deleted => output.note(format_args!("deleted user {name}")),
             UserDeletion::NotFound => bail!("user {name}: no such user"),
-            UserDeletion::LastUser => {
-                bail!("user {name} is the last user: add another before deleting it")
+            UserDeletion::LastAdmin => {
+                bail!("user {name} is the last admin: add another admin before deleting it")
             }
         },
         UsersAction::List => {
@@ -46,7 +50,7 @@ pub fn run(args: UsersCommand, output: &Output) -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&users)?),
                 Format::Text => {
                     for user in users {
-                        println!("{:<24} {}", user.name, user.created_at);
+                        println!("{:<24} {:<8} {}", user.name, user.role, user.created_at);
                     }
                 }
             }

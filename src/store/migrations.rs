@@ -107,4 +107,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         checked_at   TEXT NOT NULL,
         PRIMARY KEY (replica, kind, namespace, name)
     );",
+    // 5: roles (every user so far was an administrator), and the audit trail of the changes
+    // made through the API: who, what, when, from where, and the answer.
+    "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      TEXT NOT NULL,
+        user    TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        remote  TEXT,
+        status  INTEGER NOT NULL
+    );",
 ];

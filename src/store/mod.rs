@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 pub use jobs::{Counts, DeferredPrune, Job, JobFilter, NewJob, Operation, Status};
 pub use passes::Pass;
-pub use users::{User, UserDeletion};
+pub use users::{AuditEntry, Role, User, UserDeletion};
 pub use verdicts::{Verdict, VerdictRecord};
 
 use migrations::MIGRATIONS;
@@ -35,6 +35,15 @@ pub enum Error {
         /// The newest this build knows.
         known: usize,
     },
+    /// The database file could not be created.
+    #[error("job database: cannot create {path}")]
+    Create {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The lock that marks this process as the owner of its jobs could not be taken.
     #[error("job database: cannot register this process beside {path}")]
     Owner {
@@ -50,6 +59,23 @@ pub enum Error {
 pub struct Store {
     connection: Mutex<Connection>,
     owner: Owner,
+}
+
+/// Creates the database file, readable and writable by its owner only (it holds password
+/// hashes and the audit trail), unless it exists. SQLite gives its WAL and shared-memory
+/// files the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// How many migrations the database ran; an error when it ran more than this build knows.
@@ -73,6 +99,10 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date, and
     /// registers this process as the owner of the jobs it will run.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        create_private(path).map_err(|source| Error::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let connection = Connection::open(path)?;
         let owner = Owner::register(path).map_err(|source| Error::Owner {
             path: path.to_path_buf(),

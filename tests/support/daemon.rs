@@ -75,14 +75,16 @@ impl Daemon {
         }
     }
 
-    /// The address printed after `listening on http://`, waiting for it at most `limit`.
+    /// The address the API listener printed after `listening on http(s)://`, waiting for it
+    /// at most `limit`.
     pub fn address(&mut self, limit: Duration) -> std::net::SocketAddr {
-        self.wait_for("listening on http://", limit);
+        self.wait_for("(api)", limit);
         let output = self.output();
-        let rest = output
-            .split("listening on http://")
-            .nth(1)
+        let line = output
+            .lines()
+            .find(|l| l.contains("listening on ") && l.contains("(api)"))
             .expect("waited for it");
+        let rest = line.split("://").nth(1).expect("a scheme");
         let addr: String = rest
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')

@@ -101,7 +101,7 @@ pub fn start_watch_in(
     let mut vars = vars.to_vec();
     vars.push(("K8S_SYNC_ADMIN_PASSWORD", ADMIN_PASSWORD));
     let mut daemon = Daemon::start(dir, log, &args, &vars);
-    daemon.wait_for("listening on http://", DEADLINE);
+    daemon.wait_for("(api)", DEADLINE);
     daemon
 }
 
