@@ -15,7 +15,7 @@ use k8s_sync::rbac::{self, Part};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::TestDir;
-use support::deploy::{Bases, credentials, install, render};
+use support::deploy::{Bases, credentials, install, render, render_with};
 use support::http::ApiServer;
 use support::objects::create;
 use support::passes::{jobs, sample};
@@ -90,8 +90,10 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
     );
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
-    // Ready while serving: a primary outage must not take the API and metrics away.
+    // Ready while serving: a primary outage must not take the API and metrics away. Probed on
+    // the metrics port, plain HTTP whatever the API speaks.
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
     let args: Vec<&str> = container["args"]
         .as_array()
         .unwrap()
@@ -99,6 +101,26 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"--leader-elect"), "{args:?}");
+    // The default address is loopback: the Pod's must be given.
+    assert!(args.contains(&"--listen=0.0.0.0:8080"), "{args:?}");
+    assert!(args.contains(&"--metrics-listen=0.0.0.0:9090"), "{args:?}");
+    // The TLS component: the certificate from a Secret, mounted, named in the arguments.
+    let tls = render_with("primary", None, &["tls"]);
+    let pod = &only(&tls, "Deployment")["spec"]["template"]["spec"];
+    let tls_args = pod["containers"][0]["args"].to_string();
+    assert!(
+        tls_args.contains("--tls-cert=/etc/k8s-sync/tls/tls.crt")
+            && tls_args.contains("--tls-key=/etc/k8s-sync/tls/tls.key"),
+        "{tls_args}"
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "k8s-sync-tls"),
+        "{pod}"
+    );
     assert!(args.contains(&"--primary=in-cluster"), "{args:?}");
     let shutdown: u64 = args
         .iter()
@@ -111,8 +133,22 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
         grace > shutdown + 2,
         "grace {grace}s, shutdown {shutdown}s plus the lease"
     );
-    let service = only(&primary, "Service");
-    assert_eq!(service["spec"]["selector"]["k8s-sync.io/leader"], "true");
+    let services: Vec<&Value> = primary.iter().filter(|o| o["kind"] == "Service").collect();
+    let api = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == "k8s-sync")
+        .unwrap();
+    assert_eq!(api["spec"]["selector"]["k8s-sync.io/leader"], "true");
+    // Metrics of every copy, followers too.
+    let metrics = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == "k8s-sync-metrics")
+        .unwrap();
+    assert!(
+        metrics["spec"]["selector"]["k8s-sync.io/leader"].is_null(),
+        "{metrics}"
+    );
+    assert_eq!(metrics["spec"]["ports"][0]["port"], 9090);
     assert_eq!(
         only(&primary, "PodDisruptionBudget")["spec"]["minAvailable"],
         1

@@ -88,24 +88,36 @@ impl Bases {
 /// `deploy/<base>` rendered by kustomize, through an overlay putting it in `namespace` with
 /// `prefix` on every name when given.
 pub fn render(base: &str, overlay: Option<(&str, &str)>) -> Vec<Value> {
+    render_with(base, overlay, &[])
+}
+
+/// [`render`] with `deploy/components/<name>` for each of `components`.
+pub fn render_with(base: &str, overlay: Option<(&str, &str)>, components: &[&str]) -> Vec<Value> {
     let root = super::repo_root();
     let dir = TestDir::new();
-    let target = match overlay {
-        None => root.join("deploy").join(base),
-        Some((namespace, prefix)) => {
-            // kustomize takes bases by relative path only.
-            let up = "../".repeat(dir.path().components().count() - 1);
-            let base_dir = root.join("deploy").join(base);
-            let relative = format!(
-                "{up}{}",
-                base_dir.display().to_string().trim_start_matches('/')
-            );
-            let text = format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nnamePrefix: {prefix}-\nresources:\n  - {relative}\n"
-            );
-            dir.write("kustomization.yaml", &text);
-            dir.path().to_path_buf()
+    let target = if overlay.is_none() && components.is_empty() {
+        root.join("deploy").join(base)
+    } else {
+        // kustomize takes bases by relative path only.
+        let up = "../".repeat(dir.path().components().count() - 1);
+        let relative =
+            |path: PathBuf| format!("{up}{}", path.display().to_string().trim_start_matches('/'));
+        let mut text = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\n",
+            relative(root.join("deploy").join(base))
+        );
+        if let Some((namespace, prefix)) = overlay {
+            text.push_str(&format!("namespace: {namespace}\nnamePrefix: {prefix}-\n"));
         }
+        if !components.is_empty() {
+            text.push_str("components:\n");
+            for component in components {
+                let path = root.join("deploy/components").join(component);
+                text.push_str(&format!("  - {}\n", relative(path)));
+            }
+        }
+        dir.write("kustomization.yaml", &text);
+        dir.path().to_path_buf()
     };
     let output = Command::new(root.join("scripts/kustomize"))
         .args(["build", "--load-restrictor", "LoadRestrictionsNone"])
