@@ -10,6 +10,7 @@
 //! worker threads, so they may block on it. Routes are data: [`routes()`].
 
 pub mod auth;
+pub mod dashboard;
 pub mod http;
 pub mod routes;
 pub mod server;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Api;
 use super::auth::{self, Caller, LoginError};
 use super::http::{Failure, MAX_BODY, Method, Reply, Request, too_large};
 use super::status;
+use super::{Api, dashboard};
 use crate::store::{Job, JobFilter, Role, Status, UserDeletion};
 
 /// The default `limit` of `GET /api/jobs`.
@@ -93,6 +93,15 @@ static ROUTES: &[Route] = &[
         Ok(Reply::text(200, "text/plain; charset=utf-8", "ok\n"))
     }),
     route(Method::Get, "/readyz", Public, false, readyz),
+    route(Method::Get, "/", Public, false, |_, _| {
+        Ok(dashboard::index())
+    }),
+    route(Method::Get, "/assets/app.js", Public, false, |_, _| {
+        Ok(dashboard::script())
+    }),
+    route(Method::Get, "/assets/app.css", Public, false, |_, _| {
+        Ok(dashboard::style())
+    }),
 ];
 
 const fn route(
@@ -283,9 +292,14 @@ fn login(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
             let expires_at = jiff::Timestamp::from_second(session.expires_at)
                 .map(|t| t.to_string())
                 .unwrap_or_default();
+            let role = api
+                .accounts
+                .session_user(&auth::token_digest(&session.token), auth::unix_now())?
+                .map_or(Role::Viewer, |(_, role)| role);
             Ok(Reply::json(
                 200,
-                &json!({"token": session.token, "expires_at": expires_at}),
+                &json!({"token": session.token, "expires_at": expires_at,
+                        "user": credentials.username, "role": role}),
             ))
         }
         Err(LoginError::Invalid) => Err(Failure::new(401, "invalid user name or password")),
@@ -552,7 +566,13 @@ mod tests {
             assert!(seen.insert((route.method, route.path)), "{}", route.path);
             let public = matches!(
                 route.path,
-                "/api/login" | "/metrics" | "/healthz" | "/readyz"
+                "/api/login"
+                    | "/metrics"
+                    | "/healthz"
+                    | "/readyz"
+                    | "/"
+                    | "/assets/app.js"
+                    | "/assets/app.css"
             );
             assert_eq!(
                 route.needs_token(),
