@@ -407,7 +407,7 @@ pub const AUDIT_LIMITS: (u32, u32) = (100, 1000);
 
 fn audit(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let (default, max) = AUDIT_LIMITS;
-    let limit = match call.request.param("limit").filter(|s| !s.is_empty()) {
+    let limit = match call.request.param("limit") {
         None => default,
         Some(text) => text
             .parse::<u32>()
@@ -428,7 +428,7 @@ fn audit(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
 
 fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     let request = &call.request;
-    let status = match request.param("status").filter(|s| !s.is_empty()) {
+    let status = match request.param("status") {
         None => None,
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
             Failure::new(
@@ -439,7 +439,7 @@ fn list_jobs(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
             )
         })?),
     };
-    let limit = match request.param("limit").filter(|s| !s.is_empty()) {
+    let limit = match request.param("limit") {
         None => JOBS_DEFAULT_LIMIT,
         Some(text) => text
             .parse::<u32>()
