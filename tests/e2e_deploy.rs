@@ -507,6 +507,13 @@ async fn a_new_leader_keeps_the_users_the_sessions_and_the_held_prunes() {
     let users = next.get("/api/users");
     assert_eq!(users.status, 200, "{users}");
     assert!(users.text().contains("\"ada\""), "{users}");
+    // So is the trail of what was done through the old leader.
+    let trail = next.get("/api/audit").json();
+    let added_on_the_old_leader =
+        trail["entries"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "POST /api/users" && e["user"] == "admin" && e["status"] == 201
+        });
+    assert!(added_on_the_old_leader, "{trail}");
     // The new leader's window is empty, yet it holds the same two prunes again: the replica's
     // objects carry the hold.
     eventually(DEADLINE, "the prunes held again by the new leader", || {

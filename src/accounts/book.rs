@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Role, User, UserDeletion};
+use super::{AuditEntry, Role, User, UserDeletion};
 
 /// How many live sessions one user may have in a [`Book`]: a Secret holds at most 1 MiB, and
 /// a script logging in in a loop must not fill it. The sessions closest to expiry go first.
 pub const MAX_SESSIONS_PER_USER: usize = 64;
 
-/// Every user and session, as one document.
+/// How many entries of the audit trail a [`Book`] keeps, the oldest dropped first: a Secret
+/// holds at most 1 MiB. Each copy's job database keeps its own whole trail too.
+pub const MAX_AUDIT_ENTRIES: usize = 1000;
+
+/// Every user and session, and the newest of the audit trail, as one document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Book {
     /// Raised by every change, so that a copy never goes back to an older book than one it
@@ -24,6 +28,9 @@ pub struct Book {
     /// Sessions by the sha256 (hex) of their token.
     #[serde(default)]
     pub sessions: BTreeMap<String, SessionEntry>,
+    /// The newest entries of the audit trail, oldest first.
+    #[serde(default)]
+    pub audit: Vec<AuditEntry>,
 }
 
 /// A user in a [`Book`].
@@ -149,6 +156,26 @@ impl Book {
     /// Ends a session; false when there was none.
     pub fn delete_session(&mut self, token_sha256: &str) -> bool {
         self.sessions.remove(token_sha256).is_some()
+    }
+
+    /// Records a change, numbered after the last one, keeping the newest
+    /// [`MAX_AUDIT_ENTRIES`].
+    pub fn record_audit(&mut self, mut entry: AuditEntry) {
+        entry.id = self.audit.last().map_or(1, |e| e.id + 1);
+        entry.at = jiff::Timestamp::now().to_string();
+        self.audit.push(entry);
+        let excess = self.audit.len().saturating_sub(MAX_AUDIT_ENTRIES);
+        self.audit.drain(..excess);
+    }
+
+    /// The newest `limit` entries, newest first.
+    pub fn audit(&self, limit: u32) -> Vec<AuditEntry> {
+        self.audit
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .cloned()
+            .collect()
     }
 }
 

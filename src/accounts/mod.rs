@@ -1,10 +1,11 @@
-//! Who may use the HTTP API: users (bcrypt hashes of their passwords) and their sessions
-//! (sha256 of their bearer tokens).
+//! Who may use the HTTP API and what they did through it: users (bcrypt hashes of their
+//! passwords, their roles), their sessions (sha256 of their bearer tokens) and the audit trail
+//! of the changes made through the API.
 //!
 //! A single copy keeps them in its job database ([`Store`]). Copies that elect a leader share
 //! them in a Secret in their own namespace on the primary ([`SecretAccounts`]): each copy has
-//! its own database, and a login or a user added through the leader must still hold after a
-//! change of leader or the loss of a Pod's volume.
+//! its own database, and a login, a user added through the leader or the trail of what was
+//! done must still hold after a change of leader or the loss of a Pod's volume.
 
 mod book;
 mod secret;
@@ -15,7 +16,7 @@ pub use secret::{SECRET_DATA_KEY, SECRET_NAME, SecretAccounts};
 use crate::endpoint::cluster::Error as ClusterError;
 use crate::retry::Transience;
 use crate::store::{self, Store};
-pub use crate::store::{Role, User, UserDeletion};
+pub use crate::store::{AuditEntry, Role, User, UserDeletion};
 
 /// The accounts could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,10 @@ pub trait Accounts: Send + Sync {
     fn session_user(&self, token_sha256: &str, now: i64) -> Result<Option<(String, Role)>, Error>;
     /// Ends a session. Returns false when there was none.
     fn delete_session(&self, token_sha256: &str) -> Result<bool, Error>;
+    /// Records a change made through the API (`id` and `at` are filled in).
+    fn record_audit(&self, entry: AuditEntry) -> Result<(), Error>;
+    /// The newest `limit` entries of the audit trail, newest first.
+    fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, Error>;
 }
 
 /// One copy's accounts, in its job database.
@@ -142,6 +147,21 @@ impl Accounts for Store {
 
     fn delete_session(&self, token_sha256: &str) -> Result<bool, Error> {
         Ok(Store::delete_session(self, token_sha256)?)
+    }
+
+    fn record_audit(&self, entry: AuditEntry) -> Result<(), Error> {
+        Ok(Store::record_audit(
+            self,
+            &entry.user,
+            &entry.action,
+            &entry.target,
+            entry.remote.as_deref(),
+            entry.status,
+        )?)
+    }
+
+    fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
+        Ok(Store::audit(self, limit)?)
     }
 }
 
@@ -206,6 +226,23 @@ mod tests {
         );
         assert!(accounts.delete_session("t6").unwrap());
         assert_eq!(user("t6", 0), None);
+
+        let entry = |user: &str, status| AuditEntry {
+            id: 0,
+            at: String::new(),
+            user: user.into(),
+            action: "POST /api/users".into(),
+            target: String::new(),
+            remote: Some("127.0.0.1".into()),
+            status,
+        };
+        accounts.record_audit(entry("ada", 201)).unwrap();
+        accounts.record_audit(entry("bob", 403)).unwrap();
+        let trail = accounts.audit(10).unwrap();
+        let seen: Vec<(&str, u16)> = trail.iter().map(|e| (e.user.as_str(), e.status)).collect();
+        assert_eq!(seen, [("bob", 403), ("ada", 201)], "newest first");
+        assert!(trail[0].id > trail[1].id && !trail[0].at.is_empty());
+        assert_eq!(accounts.audit(1).unwrap().len(), 1);
     }
 
     #[test]
@@ -254,6 +291,13 @@ mod tests {
         }
         fn delete_session(&self, token: &str) -> Result<bool, Error> {
             Ok(self.0.lock().unwrap().delete_session(token))
+        }
+        fn record_audit(&self, entry: AuditEntry) -> Result<(), Error> {
+            self.0.lock().unwrap().record_audit(entry);
+            Ok(())
+        }
+        fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
+            Ok(self.0.lock().unwrap().audit(limit))
         }
     }
 

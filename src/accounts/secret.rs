@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Accounts, Book, Error, Role, User, UserDeletion};
+use super::{Accounts, AuditEntry, Book, Error, Role, User, UserDeletion};
 use crate::endpoint::cluster::Error as ClusterError;
 use crate::retry::RetryPolicy;
 
@@ -279,5 +279,13 @@ impl Accounts for SecretAccounts {
 
     fn delete_session(&self, token_sha256: &str) -> Result<bool, Error> {
         self.write(|book| book.delete_session(token_sha256))
+    }
+
+    fn record_audit(&self, entry: AuditEntry) -> Result<(), Error> {
+        self.write(|book| book.record_audit(entry.clone()))
+    }
+
+    fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
+        self.read(|book| book.audit(limit))
     }
 }

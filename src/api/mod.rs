@@ -37,6 +37,7 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct Api {
     store: Arc<Store>,
     accounts: Arc<dyn Accounts>,
+    shared_accounts: bool,
     metrics: Arc<Metrics>,
     auth: Authenticator,
     driver: Option<Driver>,
@@ -57,6 +58,7 @@ impl Api {
     ) -> Self {
         Api {
             accounts: store.clone(),
+            shared_accounts: false,
             store,
             metrics,
             auth,
@@ -76,9 +78,11 @@ impl Api {
         self
     }
 
-    /// Keeps users and sessions in `accounts` instead of the job database.
+    /// Keeps users, sessions and the audit trail in `accounts`, shared with other copies,
+    /// instead of the job database (which keeps this copy's whole trail as well).
     pub fn with_accounts(mut self, accounts: Arc<dyn Accounts>) -> Self {
         self.accounts = accounts;
+        self.shared_accounts = true;
         self
     }
 

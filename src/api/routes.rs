@@ -10,7 +10,7 @@ use super::auth::{self, Caller, LoginError};
 use super::http::{Failure, MAX_BODY, Method, Reply, Request, too_large};
 use super::status;
 use super::{Api, dashboard};
-use crate::store::{Job, JobFilter, Role, Status, UserDeletion};
+use crate::store::{AuditEntry, Job, JobFilter, Role, Status, UserDeletion};
 
 /// The default `limit` of `GET /api/jobs`.
 pub const JOBS_DEFAULT_LIMIT: u32 = 100;
@@ -247,13 +247,25 @@ fn record(api: &Api, route: &Route, call: &Call<'_, '_>, status: u16) {
         .unwrap_or("-");
     let mut target: Vec<String> = call.params.clone();
     target.extend(call.request.query.iter().map(|(k, v)| format!("{k}={v}")));
-    let remote = call.request.remote.map(|ip| ip.to_string());
-    let action = format!("{} {}", route.method, route.path);
-    if let Err(error) =
-        api.store
-            .record_audit(user, &action, &target.join(" "), remote.as_deref(), status)
+    let entry = AuditEntry {
+        id: 0,
+        at: String::new(),
+        user: user.to_string(),
+        action: format!("{} {}", route.method, route.path),
+        target: target.join(" "),
+        remote: call.request.remote.map(|ip| ip.to_string()),
+        status,
+    };
+    // Shared accounts keep the newest of the trail where every copy finds it; this copy's
+    // database keeps all of its own too.
+    if api.shared_accounts
+        && let Err(error) =
+            crate::accounts::Accounts::record_audit(api.store.as_ref(), entry.clone())
     {
-        tracing::error!("the audit trail: {error}");
+        tracing::error!("the audit trail: {}", crate::error_chain(&error));
+    }
+    if let Err(error) = api.accounts.record_audit(entry) {
+        tracing::error!("the audit trail: {}", crate::error_chain(&error));
     }
 }
 
@@ -422,7 +434,7 @@ fn audit(api: &Api, call: &mut Call<'_, '_>) -> Result<Reply, Failure> {
     };
     Ok(Reply::json(
         200,
-        &json!({"entries": api.store.audit(limit)?}),
+        &json!({"entries": api.accounts.audit(limit)?}),
     ))
 }
 

@@ -100,15 +100,17 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     // authoritative primary state.
     let authenticator = super::listeners::authenticator(args.server.token_ttl).await?;
     let ready = watch.clone();
-    let service = Api::new(
+    let mut service = Api::new(
         store,
         metrics,
         authenticator,
         tokio::runtime::Handle::current(),
     )
-    .with_accounts(accounts)
     .with_driver(Driver::Watch(watch.clone()))
     .with_readiness(Arc::new(move || ready.readiness()));
+    if let Some(shared) = accounts {
+        service = service.with_accounts(shared);
+    }
     // The API never stops replication: an address that cannot be bound is tried again.
     let listeners = Listeners::start(&args.server, Arc::new(service), true).await?;
 
@@ -121,9 +123,9 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the API's users and sessions live: in the job database of a copy that runs alone;
-/// with an election, in a Secret beside the Lease that every copy watches, so that they
-/// outlive a change of leader. The first user is made from `K8S_SYNC_ADMIN_PASSWORD` once
+/// Where the API's users, sessions and audit trail live: in the job database of a copy that
+/// runs alone (`None`); with an election, in a Secret beside the Lease that every copy
+/// watches, so that they outlive a change of leader. The first user is made from `K8S_SYNC_ADMIN_PASSWORD` once
 /// the Secret has been read; the API waits for that at most [`ACCOUNTS_WAIT`], since the
 /// primary may be down at start and the API must answer then.
 async fn accounts(
@@ -132,10 +134,10 @@ async fn accounts(
     client: &kube::Client,
     store: &Arc<Store>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Arc<dyn Accounts>> {
+) -> anyhow::Result<Option<Arc<dyn Accounts>>> {
     if !args.leader_elect {
         super::listeners::first_user(store.clone()).await?;
-        return Ok(store.clone());
+        return Ok(None);
     }
     let shared = Arc::new(SecretAccounts::new(
         client.clone(),
@@ -160,7 +162,7 @@ async fn accounts(
             "the API's accounts are not read yet: logins answer 503 until they are"
         );
     }
-    Ok(shared)
+    Ok(Some(shared))
 }
 
 /// How long the API waits for the shared accounts before it starts.

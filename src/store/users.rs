@@ -64,7 +64,7 @@ pub enum UserDeletion {
 }
 
 /// A change made through the API, as the audit trail keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Its number, in order.
     pub id: i64,
