@@ -25,6 +25,16 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The pauses between restarts of a watch that failed: from a quarter second, doubling,
+    /// up to ten seconds.
+    pub const WATCH_RESTART: RetryPolicy = RetryPolicy {
+        attempts: u32::MAX,
+        base: Duration::from_millis(250),
+        max: Duration::from_secs(10),
+    };
+}
+
 /// Whether a failure may go away by itself, and after how long at least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transience {

@@ -170,20 +170,23 @@ async fn an_admin_retries_a_failed_job_and_a_viewer_cannot() {
     let dir = TestDir::new();
     let primary = env.arg("primary");
     let readonly = format!("ro={}", env.readonly_kubeconfig("replica-2").display());
-    dir.cmd(&[
-        "apply",
-        "--primary",
-        &primary,
-        "--source-name",
-        "primary",
-        "--replica",
-        &readonly,
-        "--sync-namespaces",
-        &ns,
-        "--db",
-        "jobs.db",
-    ])
-    .expect_code(1);
+    let fail_to_apply = || {
+        let args = [
+            "apply",
+            "--primary",
+            &primary,
+            "--source-name",
+            "primary",
+            "--replica",
+            &readonly,
+            "--sync-namespaces",
+            &ns,
+            "--db",
+            "jobs.db",
+        ];
+        dir.cmd(&args).expect_code(1);
+    };
+    fail_to_apply();
     let failed = dir.cmd(&[
         "jobs", "list", "--status", "failed", "-o", "json", "--db", "jobs.db",
     ]);
@@ -333,23 +336,16 @@ async fn an_admin_retries_a_failed_job_and_a_viewer_cannot() {
         .await
         .unwrap();
 
-    // A viewer sees the jobs but no retry button. A failed job to see: the first run's again.
-    dir.cmd(&[
-        "apply",
-        "--primary",
-        &primary,
-        "--source-name",
-        "primary",
-        "--replica",
-        &readonly,
-        "--sync-namespaces",
-        &ns,
-        "--db",
-        "jobs.db",
+    // A viewer sees a failed job but no retry button.
+    let primary_client = env.client("primary").await;
+    create(&primary_client, &ns, configmap("later", json!({"n": "2"}))).await;
+    fail_to_apply();
+    let later = dir.cmd(&[
+        "jobs", "list", "--status", "failed", "-o", "json", "--db", "jobs.db",
     ]);
+    let later = later.json()[0]["id"].as_i64().expect("the new failed job");
     log_in(&browser, &page, VIEWER).await;
-    let shown = job_status(&browser, job).await;
-    assert!(!shown.is_empty());
+    assert_eq!(job_status(&browser, later).await, "failed");
     let buttons = browser
         .find_all(Locator::Css("button.retry"))
         .await

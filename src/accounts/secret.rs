@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::ByteString;
@@ -102,12 +101,7 @@ impl SecretAccounts {
                 warn!(secret = %self.id, "watching the API's accounts: {error}; the last view is kept");
             }
             failures += 1;
-            let pause = RetryPolicy {
-                base: Duration::from_millis(250),
-                max: Duration::from_secs(10),
-                ..RetryPolicy::default()
-            }
-            .delay(failures, None);
+            let pause = RetryPolicy::WATCH_RESTART.delay(failures, None);
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = shutdown.cancelled() => return,

@@ -82,6 +82,15 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
+/// Whether user `name` exists.
+fn exists(transaction: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<bool> {
+    transaction.query_row(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)",
+        [name],
+        |r| r.get(0),
+    )
+}
+
 /// Users and sessions of the HTTP API.
 impl Store {
     /// Adds a user with a password hash and a role. Returns false when the name is taken.
@@ -100,12 +109,7 @@ impl Store {
     pub fn revoke(&self, name: &str) -> Result<Option<usize>, Error> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let exists: bool = transaction.query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)",
-            [name],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        if !exists(&transaction, name)? {
             return Ok(None);
         }
         let ended = transaction.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
@@ -167,12 +171,7 @@ impl Store {
     pub fn delete_user(&self, name: &str) -> Result<UserDeletion, Error> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let exists: bool = transaction.query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)",
-            [name],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        if !exists(&transaction, name)? {
             return Ok(UserDeletion::NotFound);
         }
         let others: i64 = transaction.query_row(

@@ -250,12 +250,7 @@ async fn primary_watcher(
         watch.lose(&collection, &reason);
         watch.mark(&name, WatcherState::Recovering(reason));
         failures += 1;
-        let pause = RetryPolicy {
-            base: Duration::from_millis(250),
-            max: Duration::from_secs(10),
-            ..RetryPolicy::default()
-        }
-        .delay(failures, None);
+        let pause = RetryPolicy::WATCH_RESTART.delay(failures, None);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = stop.cancelled() => return,
