@@ -169,8 +169,14 @@ struct Deployment {
     _bases: Bases,
 }
 
+/// Where the Pod keeps its job database (deploy/primary's `--db`, on an emptyDir).
+const DOCUMENTED_DB: &str = "/var/lib/k8s-sync/jobs.db";
+
 impl Deployment {
-    async fn start(env: &TestEnv, extra: &[&str]) -> Self {
+    /// With `documented_db`, the first copy keeps its database where the Pod does (when the
+    /// test runs as root, and so can make that directory the unprivileged user's); at most
+    /// one test at a time may ask for it.
+    async fn start(env: &TestEnv, extra: &[&str], documented_db: bool) -> Self {
         let bases = Bases::install(env, &["replica-1"]).await;
         let home = bases.home.clone();
         let primary = env.client("primary").await;
@@ -190,6 +196,15 @@ impl Deployment {
             let copy_dir = TestDir::unprivileged();
             copy_dir.share(read_primary);
             copy_dir.share(write_replica);
+            let mut flags = flags.clone();
+            if documented_db && name == "copy-a" && copy_dir.user().is_some() {
+                let home = std::path::Path::new(DOCUMENTED_DB).parent().unwrap();
+                let _ = std::fs::remove_dir_all(home);
+                std::fs::create_dir_all(home).unwrap();
+                let user = support::UNPRIVILEGED;
+                std::os::unix::fs::chown(home, Some(user), Some(user)).unwrap();
+                flags.extend(["--db", DOCUMENTED_DB]);
+            }
             let daemon = start_watch_in(
                 &copy_dir,
                 env,
@@ -235,7 +250,7 @@ impl Deployment {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
     let Some(env) = TestEnv::get() else { return };
-    let deployment = Deployment::start(&env, &[]).await;
+    let deployment = Deployment::start(&env, &[], true).await;
     let (primary, app, home, pods) = (
         &deployment.primary,
         &deployment.app,
@@ -289,13 +304,30 @@ async fn two_copies_with_only_the_bases_credentials_elect_a_leader_and_sync() {
     })
     .await;
     assert!(data_of(&replica, app, "settings").await.is_some());
-    for (dir, api) in copies {
+    for (index, (dir, api)) in copies.iter().enumerate() {
         assert!(!api.log().contains("not-for-the-log"), "{}", api.log());
         if let Some(user) = dir.user() {
+            // copy-a keeps its database where the Pod does; copy-b in its own directory.
+            let path = if index == 0 {
+                std::path::PathBuf::from(DOCUMENTED_DB)
+            } else {
+                dir.path().join("jobs.db")
+            };
             use std::os::unix::fs::MetadataExt as _;
-            let db = std::fs::metadata(dir.path().join("jobs.db")).unwrap();
-            assert_eq!(db.uid(), user, "the database is the unprivileged user's");
+            let db = std::fs::metadata(&path).unwrap();
+            assert_eq!(
+                db.uid(),
+                user,
+                "{} is the unprivileged user's",
+                path.display()
+            );
+            assert_eq!(db.mode() & 0o777, 0o600, "{}", path.display());
         }
+    }
+    let documented = copies[0].0.user().is_some();
+    drop(deployment);
+    if documented {
+        let _ = std::fs::remove_dir_all(std::path::Path::new(DOCUMENTED_DB).parent().unwrap());
     }
 }
 
@@ -448,7 +480,7 @@ async fn a_rotated_kubeconfig_is_read_again_once_the_old_token_is_revoked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_keeps_the_users_the_sessions_and_the_held_prunes() {
     let Some(env) = TestEnv::get() else { return };
-    let deployment = Deployment::start(&env, &["--max-prune", "2"]).await;
+    let deployment = Deployment::start(&env, &["--max-prune", "2"], false).await;
     let (primary, app) = (&deployment.primary, &deployment.app);
     let names: Vec<String> = (0..5).map(|n| format!("cm-{n}")).collect();
     for name in &names {

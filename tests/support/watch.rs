@@ -95,7 +95,11 @@ pub fn start_watch_in(
     if !namespaces.is_empty() {
         args.extend(["--sync-namespaces".into(), namespaces.into()]);
     }
-    args.extend(["--db", "jobs.db", "--listen", "127.0.0.1:0"].map(String::from));
+    // The database in the test directory, unless the test names one.
+    if !extra.contains(&"--db") {
+        args.extend(["--db", "jobs.db"].map(String::from));
+    }
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut vars = vars.to_vec();
