@@ -813,6 +813,40 @@ fn users_are_managed_from_the_command_line() {
     )
     .expect_code(2);
     users(&["delete", "nobody"], "").expect_code(2);
+    // Revoked from the command line: bob's token stops working at once.
+    {
+        let mut server = ApiServer::start(&dir, &[], &[]);
+        server.login_as("bob", "a new long password");
+        expect(&server.get("/api/dashboard"), 200);
+        let revoked = users(&["revoke", "bob"], "");
+        revoked.expect_code(0);
+        assert!(
+            revoked.stderr().contains("ended 1 session(s) of bob"),
+            "{revoked}"
+        );
+        expect(&server.get("/api/dashboard"), 401);
+    }
+    users(&["revoke", "nobody"], "").expect_code(2);
+    let viewer = users(
+        &["add", "vic", "--password-stdin", "--role", "viewer"],
+        &format!("{PASSWORD}\n"),
+    );
+    viewer.expect_code(0);
+    let roles = users(&["list", "-o", "json"], "").json();
+    assert!(
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "vic" && u["role"] == "viewer"),
+        "{roles}"
+    );
+    users(
+        &["add", "x", "--password-stdin", "--role", "root"],
+        &format!("{PASSWORD}\n"),
+    )
+    .expect_code(2);
+    users(&["delete", "vic"], "").expect_code(0);
     users(&["delete", "bob"], "").expect_code(0);
     let last = users(&["delete", "ada"], "");
     last.expect_code(2);

@@ -300,3 +300,31 @@ fn a_job_keeps_the_options_of_the_pass_that_made_it() {
         Some(options)
     );
 }
+
+#[test]
+fn users_made_before_roles_are_admins_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let connection = Connection::open(&path).unwrap();
+    for migration in &super::super::migrations::MIGRATIONS[..4] {
+        connection.execute_batch(migration).unwrap();
+    }
+    connection.pragma_update(None, "user_version", 4).unwrap();
+    connection
+        .execute(
+            "INSERT INTO users (name, password_hash, created_at, updated_at)
+             VALUES ('ada', '$2b$04$hash', 't', 't')",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+    let store = Store::open(&path).unwrap();
+    let users = store.users().unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].role, crate::store::Role::Admin);
+    use std::os::unix::fs::PermissionsExt as _;
+    let fresh = dir.path().join("fresh.db");
+    drop(Store::open(&fresh).unwrap());
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "a new database is its owner's only");
+}
