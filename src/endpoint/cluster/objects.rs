@@ -1,0 +1,210 @@
+//! What passes read and write of a cluster's objects: paginated listings, server-side apply,
+//! the mark of a held prune, deletes with preconditions, single reads, namespaces.
+
+use kube::core::params::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
+use serde_json::{Value, json};
+
+use super::{Cluster, Error, FIELD_MANAGER, HOLD_FIELD_MANAGER, Listing, PAGE_SIZE};
+use crate::kinds::Kind;
+use crate::normalize::{MANAGED_LABEL, PRUNE_HELD_ANNOTATION};
+use crate::scope::Scope;
+use crate::snapshot::RawObject;
+
+impl Cluster {
+    /// Lists every object of the scope's kinds, page by page, and the namespaces.
+    pub async fn list(&self, scope: &Scope) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        let namespaces = self.list_path("/api/v1/namespaces", "namespaces").await?;
+        listing.namespaces = namespaces
+            .into_iter()
+            .filter_map(|ns| ns.pointer("/metadata/name")?.as_str().map(str::to_string))
+            .collect();
+        for kind in scope.kinds.iter() {
+            let paths: Vec<String> = match &scope.namespaces {
+                None => vec![kind.url_path(None)],
+                Some(only) => only
+                    .iter()
+                    .filter(|ns| listing.namespaces.contains(ns))
+                    .map(|ns| kind.url_path(Some(ns)))
+                    .collect(),
+            };
+            for path in paths {
+                for mut value in self.list_path(&path, kind.plural).await? {
+                    // Items of a typed list carry no apiVersion/kind of their own.
+                    value["apiVersion"] = kind.api_version().into();
+                    value["kind"] = kind.kind.into();
+                    listing.objects.push(RawObject {
+                        value,
+                        origin: self.name.clone(),
+                        archived: None,
+                    });
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn list_path(&self, path: &str, what: &str) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        loop {
+            let request = kube::core::Request::new(path)
+                .list(&params)
+                .expect("list requests always build");
+            let mut page = self.send(&format!("list {what}"), request, false).await?;
+            if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
+                items.extend(page_items.into_iter().map(without_managed_fields));
+            }
+            match page.pointer("/metadata/continue").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => params = params.continue_token(token),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Server-side applies `object` (a normalized object carrying k8s-sync's annotations) as
+    /// field manager `k8s-sync`, taking over conflicting fields.
+    pub async fn apply(&self, kind: &Kind, object: &Value, dry_run: bool) -> Result<Value, Error> {
+        let (namespace, name) = identity(object);
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        if dry_run {
+            params = params.dry_run();
+        }
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .patch(name, &params, &Patch::Apply(object))
+            .expect("apply requests always build");
+        let what = format!("apply {namespace}/{}/{name}", kind.kind);
+        self.send(&what, request, true).await
+    }
+
+    /// Marks an object's prune as held ([`PRUNE_HELD_ANNOTATION`], with the time), or takes the
+    /// mark off, by a merge patch of field manager [`HOLD_FIELD_MANAGER`]: a patch, not an
+    /// apply, so that an object deleted meanwhile is never made again, and of its own field
+    /// manager, so that k8s-sync's applies of the object leave the mark alone.
+    pub async fn mark_prune_held(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        held: bool,
+    ) -> Result<(), Error> {
+        let value = held.then(|| jiff::Timestamp::now().to_string());
+        let body = json!({"metadata": {"annotations": {PRUNE_HELD_ANNOTATION: value}}});
+        let params = PatchParams {
+            field_manager: Some(HOLD_FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .patch(name, &params, &Patch::Merge(&body))
+            .expect("patch requests always build");
+        let verb = if held { "mark" } else { "unmark" };
+        let what = format!("{verb} the held prune of {namespace}/{}/{name}", kind.kind);
+        match self.send(&what, request, true).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes an object, only if it still has the uid and resourceVersion that were listed.
+    /// Propagation is in the background: no controller needs to finish a foreground deletion.
+    pub async fn delete(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        precondition: Option<&crate::snapshot::Identity>,
+        dry_run: bool,
+    ) -> Result<(), Error> {
+        let params = DeleteParams {
+            dry_run,
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: precondition.map(|p| Preconditions {
+                uid: Some(p.uid.clone()),
+                resource_version: Some(p.resource_version.clone()),
+            }),
+            ..DeleteParams::default()
+        };
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .delete(name, &params)
+            .expect("delete requests always build");
+        let what = format!("delete {namespace}/{}/{name}", kind.kind);
+        self.send(&what, request, true).await.map(drop)
+    }
+
+    /// Reads one object, `None` when absent. Passes never do this (they LIST); watch mode
+    /// does, to check one object after an event, and recreate to wait for a deletion.
+    pub async fn get(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .get(name, &Default::default())
+            .expect("get requests always build");
+        let what = format!("get {namespace}/{}/{name}", kind.kind);
+        match self.send(&what, request, false).await {
+            Ok(value) => {
+                let mut value = without_managed_fields(value);
+                value["apiVersion"] = kind.api_version().into();
+                value["kind"] = kind.kind.into();
+                Ok(Some(value))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool, Error> {
+        Ok(self.get(kind, namespace, name).await?.is_some())
+    }
+
+    /// Creates a namespace; one that already exists is fine.
+    pub async fn ensure_namespace(&self, namespace: &str, dry_run: bool) -> Result<(), Error> {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_LABEL: "true"}},
+        });
+        let params = PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let request = kube::core::Request::new("/api/v1/namespaces")
+            .create(
+                &params,
+                serde_json::to_vec(&body).expect("a JSON value serializes"),
+            )
+            .expect("create requests always build");
+        match self
+            .send(&format!("create namespace {namespace}"), request, true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Drops `metadata.managedFields` as soon as an object arrives: normalization strips it anyway,
+/// and it is often the largest part of an object, so a listing of thousands holds far less.
+fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    object
+}
+
+fn identity(object: &Value) -> (&str, &str) {
+    let field = |pointer| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    (field("/metadata/namespace"), field("/metadata/name"))
+}
