@@ -996,22 +996,9 @@ mod e2e {
         create(&env.client("primary").await, &ns, configmap("settings")).await;
         let dir = TestDir::new();
         // Applied as the read-only user, the replica refuses: a failed job for replica "ro".
-        let readonly = format!("ro={}", env.readonly_kubeconfig("replica-2").display());
-        let primary = env.arg("primary");
-        let run = dir.cmd(&[
-            "apply",
-            "--primary",
-            &primary,
-            "--source-name",
-            "primary",
-            "--replica",
-            &readonly,
-            "--sync-namespaces",
-            &ns,
-            "--db",
-            "jobs.db",
-        ]);
+        let run = support::passes::apply_as_readonly(&dir, &env, &ns);
         run.expect_code(1);
+        let primary = env.arg("primary");
         let store = Store::open(&dir.path().join("jobs.db")).unwrap();
         let failed = store
             .jobs(&k8s_sync::store::JobFilter {

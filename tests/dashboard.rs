@@ -169,22 +169,8 @@ async fn an_admin_retries_a_failed_job_and_a_viewer_cannot() {
     .await;
     let dir = TestDir::new();
     let primary = env.arg("primary");
-    let readonly = format!("ro={}", env.readonly_kubeconfig("replica-2").display());
     let fail_to_apply = || {
-        let args = [
-            "apply",
-            "--primary",
-            &primary,
-            "--source-name",
-            "primary",
-            "--replica",
-            &readonly,
-            "--sync-namespaces",
-            &ns,
-            "--db",
-            "jobs.db",
-        ];
-        dir.cmd(&args).expect_code(1);
+        support::passes::apply_as_readonly(&dir, &env, &ns).expect_code(1);
     };
     fail_to_apply();
     let failed = dir.cmd(&[

@@ -79,3 +79,24 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// `apply` of `ns` from the primary (source name `primary`) to replica-2 as its read-only
+/// user, under the replica name `ro`: every write is refused, so each object becomes a
+/// failed job in `dir`'s `jobs.db`, for a retry to run later with other credentials.
+pub fn apply_as_readonly(dir: &TestDir, env: &TestEnv, ns: &str) -> Run {
+    let readonly = format!("ro={}", env.readonly_kubeconfig("replica-2").display());
+    let primary = env.arg("primary");
+    dir.cmd(&[
+        "apply",
+        "--primary",
+        &primary,
+        "--source-name",
+        "primary",
+        "--replica",
+        &readonly,
+        "--sync-namespaces",
+        ns,
+        "--db",
+        "jobs.db",
+    ])
+}
