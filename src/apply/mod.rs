@@ -127,23 +127,31 @@ pub fn apply_body(entry: &Entry, source: &str) -> Value {
 /// what makes every copy of k8s-sync hold the prune again. A mark that cannot be written is
 /// logged; the hold is recorded all the same.
 async fn mark_hold(cluster: &Cluster, change: &Change, live: &Snapshot) {
-    let reference = change.reference();
     let marked = live
         .objects
-        .get(&reference)
+        .get(&change.reference())
         .and_then(|e| e.applied.as_ref())
         .is_some_and(|a| a.prune_held);
     let held = change.action == Action::Prune && change.deferral == Some(Deferral::Held);
-    let pruning = change.action == Action::Prune;
-    if held == marked || (pruning && !held) {
+    let mark = held && !marked;
+    let unmark = marked && change.action != Action::Prune;
+    if !(mark || unmark) {
         return;
     }
     if let Err(error) = cluster
-        .mark_prune_held(change.kind, &change.namespace, &change.name, held)
+        .mark_prune_held(change.kind, &change.namespace, &change.name, mark)
         .await
     {
         tracing::warn!(replica = %cluster.name(), "{}", crate::error_chain(&error));
     }
+}
+
+/// Whether any object of `live` carries the mark of a held prune: when none does, only the
+/// prunes held now need looking at.
+fn any_marked(live: &Snapshot) -> bool {
+    live.objects
+        .values()
+        .any(|e| e.applied.as_ref().is_some_and(|a| a.prune_held))
 }
 
 /// Applies `plan` (made from `desired` and `live`) to `cluster`, recording jobs unless this is
@@ -180,8 +188,9 @@ pub async fn apply(
         .collect();
     progress.started(&plan.replica, work.len());
 
+    let marks = !options.dry_run && any_marked(live);
     for change in &plan.changes {
-        if !options.dry_run {
+        if !options.dry_run && (marks || change.deferral == Some(Deferral::Held)) {
             mark_hold(cluster, change, live).await;
         }
         match (change.action, change.deferral) {
