@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! DIR/manifest.json                      source, time, tool version, root hash, entries
-//! DIR/<namespace>/<kind plural>/<name>.yaml
+//! DIR/<namespace>/<resource>/<name>.yaml  resource: `plural` in the core group, else
+//!                                         `plural.group` (`deployments.apps`)
+//! DIR/_cluster/<resource>/<name>.yaml     cluster-scoped objects (CRDs)
 //! ```
+//!
+//! Format v1 (before custom resources) named directories by the plural alone; its archives are
+//! still read and verified.
 //!
 //! Each manifest entry holds the object's change key (of the unredacted object; none for
 //! redacted Secrets) and the sha256 of its file. The root hash is the sha256 over `path \t change key \t file sha256 \n`
@@ -25,7 +30,11 @@ use crate::snapshot::{ObjectRef, Snapshot};
 /// The manifest's file name at the root of an archive.
 pub const MANIFEST: &str = "manifest.json";
 /// The format tag written into every manifest.
-pub const FORMAT: &str = "k8s-sync-snapshot/v1";
+pub const FORMAT: &str = "k8s-sync-snapshot/v2";
+/// The formats read: this one, and v1 (directories by plural, no `apiVersion` in entries).
+pub const READ_FORMATS: [&str; 2] = [FORMAT, "k8s-sync-snapshot/v1"];
+/// The directory of cluster-scoped objects: no namespace can be called that.
+pub const CLUSTER_SCOPED: &str = "_cluster";
 
 /// Whether Secret values are in an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +73,14 @@ pub struct Manifest {
 pub struct ManifestEntry {
     /// Path of its file, relative to the archive root, `/`-separated.
     pub path: String,
-    /// Its `kind`.
+    /// Its kind: the `kind` field.
     pub kind: String,
+    /// Its `apiVersion` (format v2; v1 entries are of the five kinds it knew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Its resource, `plural` or `plural.group` (format v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     /// Its namespace.
     pub namespace: String,
     /// Its name.
@@ -118,9 +133,15 @@ fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) 
 
 /// The relative file path of an object in an archive.
 pub fn object_path(reference: &ObjectRef) -> String {
+    let namespace = if reference.kind.namespaced {
+        reference.namespace.as_str()
+    } else {
+        CLUSTER_SCOPED
+    };
     format!(
-        "{}/{}/{}.yaml",
-        reference.namespace, reference.kind.plural, reference.name
+        "{namespace}/{}/{}.yaml",
+        reference.kind.resource(),
+        reference.name
     )
 }
 
@@ -158,6 +179,8 @@ pub fn render(
         entries.push(ManifestEntry {
             path: path.clone(),
             kind: reference.kind.kind.to_string(),
+            api_version: Some(reference.kind.api_version()),
+            resource: Some(reference.kind.resource()),
             namespace: reference.namespace.clone(),
             name: reference.name.clone(),
             change_key: (!redact).then(|| entry.change_key.to_string()),
@@ -290,10 +313,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
         reason,
     };
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if manifest.format != FORMAT {
+    if !READ_FORMATS.contains(&manifest.format.as_str()) {
         return Err(bad(format!(
-            "format {:?}, expected {FORMAT:?}",
-            manifest.format
+            "format {:?}, expected {}",
+            manifest.format,
+            READ_FORMATS.map(|f| format!("{f:?}")).join(" or ")
         )));
     }
     Ok(manifest)
@@ -398,11 +422,37 @@ fn content_matches(entry: &ManifestEntry, bytes: &[u8]) -> bool {
         return false;
     };
     let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
-    let Some(kind) = kinds::by_type(&api_version, &entry.kind) else {
+    if entry
+        .api_version
+        .as_ref()
+        .is_some_and(|a| *a != api_version)
+    {
+        return false;
+    }
+    let Some(kind) = kinds::by_type(&api_version, &entry.kind).or_else(|| entry_kind(entry)) else {
         return false;
     };
     normalize::normalize(&mut value, kind);
     ChangeKey::of(&value).as_str() == change_key
+}
+
+/// The kind a v2 entry names, registered: what a process that never met the kind (a custom
+/// resource) needs to normalize its object.
+fn entry_kind(entry: &ManifestEntry) -> Option<&'static kinds::Kind> {
+    let api_version = entry.api_version.as_deref()?;
+    let (group, version) = kinds::split_api_version(api_version);
+    let resource = entry.resource.as_deref()?;
+    let plural = resource
+        .split_once('.')
+        .map_or(resource, |(plural, _)| plural);
+    Some(kinds::register(&kinds::Served {
+        group: group.into(),
+        version: version.into(),
+        kind: entry.kind.clone(),
+        plural: plural.into(),
+        namespaced: !entry.namespace.is_empty(),
+        syncable: true,
+    }))
 }
 
 #[cfg(test)]

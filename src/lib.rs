@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pass;
 pub mod rbac;
+pub mod references;
 pub mod report;
 pub mod retry;
 pub mod safety;

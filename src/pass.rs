@@ -94,7 +94,7 @@ impl RecordedOptions {
 /// The object a job is about, when its kind is one k8s-sync syncs.
 pub fn job_object(job: &Job) -> Option<ObjectRef> {
     Some(ObjectRef {
-        kind: kinds::by_kind(&job.kind)?,
+        kind: kinds::by_id(&job.kind)?,
         namespace: job.namespace.clone(),
         name: job.name.clone(),
     })
@@ -184,6 +184,9 @@ pub async fn plan(
         }
         Focus::Current(current) => plan.retain(current),
     }
+    if let (Some(cluster), true) = (checked.cluster, focus.is_whole()) {
+        plan.warnings = crate::references::missing(cluster, desired).await;
+    }
     let confirmation = match checked.cluster {
         Some(cluster) => {
             let workers = options.apply.workers;
@@ -258,7 +261,7 @@ pub async fn run(
         for reference in &cancelled {
             journal.store.cancel_prunes(
                 cluster.name(),
-                reference.kind.kind,
+                reference.kind.id(),
                 &reference.namespace,
                 &reference.name,
             )?;
@@ -335,7 +338,7 @@ fn deferred_prunes(
         Focus::Objects(focus) if focus.len() <= 16 => {
             let mut records = Vec::new();
             for r in focus {
-                let object = (r.kind.kind, r.namespace.as_str(), r.name.as_str());
+                let object = (r.kind.id(), r.namespace.as_str(), r.name.as_str());
                 records.extend(store.deferred_prunes(replica, Some(object))?);
             }
             records
@@ -345,7 +348,7 @@ fn deferred_prunes(
     Ok(records
         .into_iter()
         .filter_map(|record| {
-            let kind = kinds::by_kind(&record.kind)?;
+            let kind = kinds::by_id(&record.kind)?;
             let reference = ObjectRef {
                 kind,
                 namespace: record.namespace.clone(),

@@ -1,6 +1,7 @@
 //! The least privilege a pass needs, derived from the kind table: what the ClusterRoles in
 //! `deploy/` must grant, and a test there fails when they grant anything else. A kind added
-//! to [`KINDS`](crate::kinds::KINDS) adds its rules here, in one place.
+//! to [`TABLE`](crate::kinds::TABLE) adds its rules here, in one place. Custom resources are
+//! the user's to add (a rule per group, as `deploy/README.md` shows).
 
 use std::collections::BTreeSet;
 
@@ -41,6 +42,51 @@ pub static GRANTS: [Grant; 2] = [
         kinds: &["get", "list", "watch", "create", "patch", "delete"],
         namespaces: &["get", "list", "watch", "create"],
     },
+];
+
+/// What each part needs beyond the synced kinds, as (part, group, resource, verbs):
+/// CustomResourceDefinitions for `--sync-crds` (never deleted), the RBAC verbs that let a
+/// replica's Roles and RoleBindings be written as the primary has them (`escalate` to write a
+/// Role granting what k8s-sync itself lacks, `bind` to bind a Role or ClusterRole), and reads
+/// of the cluster-scoped objects synced ones refer to, to warn of those a replica lacks.
+pub static EXTRA: &[(Part, &str, &str, &[&str])] = &[
+    (
+        Part::Primary,
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["get", "list", "watch"],
+    ),
+    (
+        Part::Replica,
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["get", "list", "watch", "create", "patch"],
+    ),
+    (
+        Part::Replica,
+        "rbac.authorization.k8s.io",
+        "roles",
+        &["bind", "escalate"],
+    ),
+    (
+        Part::Replica,
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        &["get", "bind"],
+    ),
+    (
+        Part::Replica,
+        "networking.k8s.io",
+        "ingressclasses",
+        &["get"],
+    ),
+    (Part::Replica, "storage.k8s.io", "storageclasses", &["get"]),
+    (
+        Part::Replica,
+        "scheduling.k8s.io",
+        "priorityclasses",
+        &["get"],
+    ),
 ];
 
 /// What the copies in the primary need in their own namespace (a Role there): the Lease of the
@@ -91,6 +137,11 @@ pub fn permissions<'k>(
             all.insert((kind.group.into(), kind.plural.into(), verb.to_string()));
         }
     }
+    for (_, group, resource, verbs) in EXTRA.iter().filter(|e| e.0 == part) {
+        for verb in *verbs {
+            all.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
     all
 }
 
@@ -124,17 +175,18 @@ pub fn granted(rules: &serde_json::Value) -> BTreeSet<Permission> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::{KINDS, by_plural};
+    use crate::kinds::{TABLE, by_plural};
     use serde_json::json;
 
     #[test]
     fn the_primary_is_only_read() {
-        let all = permissions(Part::Primary, &KINDS);
+        let all = permissions(Part::Primary, &TABLE);
         assert!(
             all.iter()
                 .all(|(_, _, verb)| ["get", "list", "watch"].contains(&verb.as_str()))
         );
-        assert_eq!(all.len(), 3 * (KINDS.len() + 1));
+        // The kinds, namespaces and CRDs.
+        assert_eq!(all.len(), 3 * (TABLE.len() + 2));
     }
 
     #[test]
@@ -151,7 +203,16 @@ mod tests {
             ["create", "delete", "get", "list", "patch", "watch"]
         );
         assert_eq!(of("namespaces"), ["create", "get", "list", "watch"]);
-        assert!(all.iter().all(|(g, r, _)| r == "namespaces" || g == "apps"));
+        assert_eq!(of("roles"), ["bind", "escalate"]);
+        assert_eq!(
+            of("customresourcedefinitions"),
+            ["create", "get", "list", "patch", "watch"]
+        );
+        assert!(!all.contains(&(
+            "apiextensions.k8s.io".into(),
+            "customresourcedefinitions".into(),
+            "delete".into()
+        )));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Report {
     pub recreated: usize,
     /// Objects deleted because they are gone from the source.
     pub pruned: usize,
+    /// Copies released to a synced kind's controller: markers removed, object left.
+    pub released: usize,
     /// Objects already in step.
     pub unchanged: usize,
     /// Objects left alone: the replica has its own copy and adoption is off.
@@ -48,6 +50,9 @@ pub struct Report {
     /// Why the whole replica failed, when it did (unreachable, say).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Cluster-scoped objects that synced ones refer to and the replica lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -57,8 +62,8 @@ impl Report {
         self.error.is_none() && self.failed == 0 && self.interrupted == 0 && self.waiting == 0
     }
 
-    /// Changes written (created, updated, recreated, pruned).
+    /// Changes written (created, updated, recreated, pruned, released).
     pub fn applied(&self) -> usize {
-        self.created + self.updated + self.recreated + self.pruned
+        self.created + self.updated + self.recreated + self.pruned + self.released
     }
 }

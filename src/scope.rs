@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::kinds::{Kind, KindSet};
+use crate::kinds::{CRD, Kind, KindSet};
 
 /// An object that is never synced, whatever the flags say.
 #[derive(Debug)]
@@ -87,9 +87,24 @@ pub struct Scope {
     pub allow_sensitive_namespaces: bool,
     /// Never these namespaces, whatever else says so.
     pub excluded: BTreeSet<String>,
+    /// The CustomResourceDefinitions to sync (`--sync-crds`), by name (`widgets.example.com`):
+    /// those of the synced custom resources.
+    pub crds: BTreeSet<String>,
+    /// Keep CronJobs' schedules running on replicas (`--run-cronjobs`) instead of suspending
+    /// the copies.
+    pub run_cronjobs: bool,
 }
 
 impl Scope {
+    /// The kinds listed on each cluster: the synced ones, and CustomResourceDefinitions when
+    /// some are synced.
+    pub fn listed_kinds(&self) -> impl Iterator<Item = &'static Kind> + '_ {
+        (!self.crds.is_empty())
+            .then_some(&CRD)
+            .into_iter()
+            .chain(self.kinds.iter())
+    }
+
     /// Whether a namespace is synced.
     pub fn admits_namespace(&self, namespace: &str) -> Result<(), Skip> {
         if self.excluded.contains(namespace) {
@@ -129,18 +144,26 @@ impl Scope {
                 || namespaces.iter().any(|ns| is_sensitive_namespace(ns)),
             namespaces: Some(namespaces),
             excluded: self.excluded.clone(),
+            crds: BTreeSet::new(),
+            run_cronjobs: self.run_cronjobs,
         }
     }
 
     /// Whether an object of `kind` in `namespace` is synced.
     pub fn admits(&self, kind: &Kind, namespace: &str, object: &Value) -> Result<(), Skip> {
+        if kind.is(CRD.group, CRD.kind) {
+            return match self.crds.contains(name_of(object)) {
+                true => Ok(()),
+                false => Err(Skip::Kind),
+            };
+        }
         if !self.kinds.contains(kind) {
             return Err(Skip::Kind);
         }
         self.admits_namespace(namespace)?;
         match EXCLUSIONS
             .iter()
-            .find(|e| e.kind == kind.kind && (e.matches)(object))
+            .find(|e| kind.is("", e.kind) && (e.matches)(object))
         {
             Some(exclusion) => Err(Skip::Excluded(exclusion.name)),
             None => Ok(()),
@@ -151,7 +174,7 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::by_plural;
+    use crate::kinds::{KindSet, by_plural};
     use serde_json::json;
 
     fn configmap(name: &str) -> Value {
@@ -208,10 +231,11 @@ mod tests {
     #[test]
     fn an_excluded_namespace_is_never_synced_whatever_else_admits_it() {
         let scope = Scope {
-            kinds: "configmaps".parse().unwrap(),
+            kinds: KindSet::of([by_plural("configmaps").unwrap()]),
             namespaces: Some(["k8s-sync".to_string(), "shop".to_string()].into()),
             allow_sensitive_namespaces: true,
             excluded: ["k8s-sync".to_string()].into(),
+            ..Scope::default()
         };
         let cm = by_plural("configmaps").unwrap();
         let object = configmap("settings");
@@ -231,10 +255,11 @@ mod tests {
     #[test]
     fn restricts_to_listed_namespaces_and_kinds() {
         let scope = Scope {
-            kinds: "secrets".parse().unwrap(),
+            kinds: KindSet::of([by_plural("secrets").unwrap()]),
             namespaces: Some(["shop".to_string(), "kube-system".to_string()].into()),
             allow_sensitive_namespaces: false,
             excluded: Default::default(),
+            ..Scope::default()
         };
         let s = by_plural("secrets").unwrap();
         let cm = by_plural("configmaps").unwrap();

@@ -17,7 +17,7 @@ use crate::scope::{Scope, Skip};
 pub struct ObjectRef {
     /// Its kind.
     pub kind: &'static Kind,
-    /// Its namespace (all synced kinds are namespaced).
+    /// Its namespace; empty for a cluster-scoped kind (CustomResourceDefinitions).
     pub namespace: String,
     /// Its name.
     pub name: String,
@@ -25,11 +25,19 @@ pub struct ObjectRef {
 
 impl Ord for ObjectRef {
     fn cmp(&self, other: &Self) -> Ordering {
-        (&self.namespace, self.kind.plural, &self.name).cmp(&(
-            &other.namespace,
-            other.kind.plural,
-            &other.name,
-        ))
+        // The group breaks ties between two groups' resources of one plural (`ingresses`).
+        (
+            &self.namespace,
+            self.kind.plural,
+            &self.name,
+            self.kind.group,
+        )
+            .cmp(&(
+                &other.namespace,
+                other.kind.plural,
+                &other.name,
+                other.kind.group,
+            ))
     }
 }
 
@@ -41,7 +49,11 @@ impl PartialOrd for ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.namespace, self.kind.kind, self.name)
+        if self.kind.namespaced {
+            write!(f, "{}/{}/{}", self.namespace, self.kind.id(), self.name)
+        } else {
+            write!(f, "{}/{}", self.kind.id(), self.name)
+        }
     }
 }
 
@@ -99,6 +111,23 @@ pub struct Entry {
     pub origin: String,
     /// Its uid and resourceVersion, when it came from a server.
     pub identity: Option<Identity>,
+    /// Its controller, when that is of a synced kind (`Certificate.cert-manager.io/web`): the
+    /// owner makes the object on each cluster, so it is never copied, and a copy made before is
+    /// released.
+    pub owned_by: Option<String>,
+}
+
+impl Entry {
+    /// The object as replicas are to have it: see [`Snapshot::for_replicas`].
+    pub fn shape_for_replicas(&mut self, kind: &Kind, scope: &Scope) {
+        if kind.suspended_on_replicas
+            && !scope.run_cronjobs
+            && let Some(spec) = self.object.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert("suspend".into(), Value::Bool(true));
+            self.change_key = ChangeKey::of(&self.object);
+        }
+    }
 }
 
 /// Every synced object of one source.
@@ -115,6 +144,8 @@ pub struct Snapshot {
     pub namespaces: std::collections::BTreeSet<String>,
     /// How many objects were left out, and why.
     pub skipped: BTreeMap<String, usize>,
+    /// Kinds the cluster does not serve (a replica without a custom resource's CRD).
+    pub unserved: Vec<&'static Kind>,
 }
 
 /// An object that cannot be part of a snapshot.
@@ -168,6 +199,17 @@ impl Snapshot {
         Ok(snapshot)
     }
 
+    /// This source's objects as replicas are to have them: a kind's copies suspended where the
+    /// table says so ([`Kind::suspended_on_replicas`]: CronJobs) unless the scope lets them
+    /// run. The change key is of the object as applied, so a pass right after applying finds it
+    /// in step.
+    pub fn for_replicas(mut self, scope: &Scope) -> Self {
+        for (reference, entry) in self.objects.iter_mut() {
+            entry.shape_for_replicas(reference.kind, scope);
+        }
+        self
+    }
+
     /// Whether an object k8s-sync applied came from this source (under its name or an alias).
     pub fn owns(&self, applied: &Applied) -> bool {
         applied.source == self.source || self.aliases.contains(&applied.source)
@@ -213,20 +255,30 @@ impl Snapshot {
             })?
             .to_string();
         check_name(&origin, "name", &name, 253)?;
-        let namespace = value
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-            .to_string();
-        check_name(&origin, "namespace", &namespace, 63)?;
+        let namespace = if kind.namespaced {
+            let namespace = value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default")
+                .to_string();
+            check_name(&origin, "namespace", &namespace, 63)?;
+            namespace
+        } else {
+            String::new()
+        };
         if let Err(skip) = scope.admits(kind, &namespace, &value) {
             self.count_skip(skip, kind.kind);
             return Ok(());
         }
-        value["metadata"]["namespace"] = Value::String(namespace.clone());
+        if kind.namespaced {
+            value["metadata"]["namespace"] = Value::String(namespace.clone());
+        } else if let Some(metadata) = value["metadata"].as_object_mut() {
+            metadata.remove("namespace");
+        }
         let applied = read_applied(&value);
         let identity = read_identity(&value);
+        let owned_by = synced_controller(&value, scope);
         normalize::normalize(&mut value, kind);
         let redacted = archived.is_some_and(|a| a.redacted);
         let change_key = ChangeKey::of(&value);
@@ -242,7 +294,9 @@ impl Snapshot {
                 second: origin,
             });
         }
-        self.namespaces.insert(namespace);
+        if kind.namespaced {
+            self.namespaces.insert(namespace);
+        }
         self.objects.insert(
             reference,
             Entry {
@@ -252,6 +306,7 @@ impl Snapshot {
                 redacted,
                 origin,
                 identity,
+                owned_by,
             },
         );
         Ok(())
@@ -277,6 +332,25 @@ impl Snapshot {
         }
         ChangeKey::of_bytes(text.as_bytes())
     }
+}
+
+/// The object's controller (the owner reference marked `controller: true`) as `Kind/name`,
+/// when its kind is synced.
+fn synced_controller(object: &Value, scope: &Scope) -> Option<String> {
+    let owners = object.pointer("/metadata/ownerReferences")?.as_array()?;
+    let controller = owners
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
+    let field = |name| {
+        controller
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    scope
+        .kinds
+        .contains_type(field("apiVersion"), field("kind"))
+        .then(|| format!("{}/{}", field("kind"), field("name")))
 }
 
 fn read_identity(object: &Value) -> Option<Identity> {

@@ -82,7 +82,7 @@ pub async fn confirm(
         let recorded = match store {
             Some(store) => store.verdict(
                 &plan.replica,
-                reference.kind.kind,
+                reference.kind.id(),
                 &reference.namespace,
                 &reference.name,
                 key.0,
@@ -139,7 +139,7 @@ pub async fn confirm(
         if let (Some(store), true) = (store, remember) {
             let record = VerdictRecord {
                 replica: &plan.replica,
-                kind: change.kind.kind,
+                kind: change.kind.id(),
                 namespace: &change.namespace,
                 name: &change.name,
                 desired_key: want.change_key.as_str(),

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_sync::kinds::KINDS;
+use k8s_sync::kinds::TABLE;
 use k8s_sync::rbac::{self, Part};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
@@ -37,12 +37,12 @@ fn the_bases_grant_exactly_what_the_kind_table_derives() {
     let replica = render("replica", None);
     assert_eq!(
         rbac::granted(&only(&primary, "ClusterRole")["rules"]),
-        rbac::permissions(Part::Primary, &KINDS),
+        rbac::permissions(Part::Primary, &TABLE),
         "deploy/primary's ClusterRole"
     );
     assert_eq!(
         rbac::granted(&only(&replica, "ClusterRole")["rules"]),
-        rbac::permissions(Part::Replica, &KINDS),
+        rbac::permissions(Part::Replica, &TABLE),
         "deploy/replica's ClusterRole"
     );
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Properties of normalization and the change key, over generated objects.
 
-use k8s_sync::kinds::KINDS;
+use k8s_sync::kinds::TABLE;
 use k8s_sync::normalize::{ChangeKey, normalize};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -57,8 +57,8 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// An object of a synced kind with generated metadata and body.
 fn object() -> impl Strategy<Value = (usize, Value)> {
-    (0..KINDS.len(), value(), value(), value(), value()).prop_map(|(k, labels, annotations, spec, extra)| {
-        let kind = &KINDS[k];
+    (0..TABLE.len(), value(), value(), value(), value()).prop_map(|(k, labels, annotations, spec, extra)| {
+        let kind = &TABLE[k];
         let mut annotations = match annotations {
             Value::Object(m) => m,
             other => Map::from_iter([("note".to_string(), other)]),
@@ -112,9 +112,9 @@ proptest! {
     #[test]
     fn normalize_is_idempotent((k, object) in object()) {
         let mut once = object;
-        normalize(&mut once, &KINDS[k]);
+        normalize(&mut once, &TABLE[k]);
         let mut twice = once.clone();
-        normalize(&mut twice, &KINDS[k]);
+        normalize(&mut twice, &TABLE[k]);
         prop_assert_eq!(once, twice);
     }
 
@@ -128,7 +128,7 @@ proptest! {
             let mut parsed: Value = serde_yaml::from_str(&text)
                 .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
             prop_assert_eq!(&parsed, &object, "{}", text);
-            normalize(&mut parsed, &KINDS[k]);
+            normalize(&mut parsed, &TABLE[k]);
             keys.push(ChangeKey::of(&parsed));
         }
         prop_assert_eq!(&keys[0], &keys[1]);
@@ -137,7 +137,7 @@ proptest! {
     #[test]
     fn change_key_changes_with_content((k, object) in object(), extra in "[a-z]{1,8}") {
         let mut a = object.clone();
-        normalize(&mut a, &KINDS[k]);
+        normalize(&mut a, &TABLE[k]);
         let mut b = a.clone();
         b["metadata"]["labels"] = json!({"added": extra});
         prop_assume!(a != b);

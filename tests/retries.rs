@@ -56,11 +56,14 @@ async fn lists_retry_throttling_and_unavailability_honouring_retry_after() {
         .await
         .unwrap();
     let scope = Scope {
-        kinds: "configmaps".parse().unwrap(),
+        kinds: k8s_sync::kinds::KindSet::of([k8s_sync::kinds::by_plural("configmaps").unwrap()]),
         ..Scope::default()
     };
     let started = Instant::now();
-    let listing = cluster.list(&scope).await.expect("succeeds after retries");
+    let listing = cluster
+        .list(&scope, false)
+        .await
+        .expect("succeeds after retries");
     assert!(listing.objects.is_empty());
     // namespaces: 429, 503, 200; configmaps: 200.
     assert_eq!(count.load(Ordering::SeqCst), 4);
@@ -77,7 +80,7 @@ async fn permanent_errors_are_not_retried() {
     let cluster = Cluster::connect("scripted", &kubeconfig(dir.path(), &server), None)
         .await
         .unwrap();
-    let error = cluster.list(&Scope::default()).await.unwrap_err();
+    let error = cluster.list(&Scope::default(), false).await.unwrap_err();
     assert_eq!(count.load(Ordering::SeqCst), 1);
     assert_eq!(error.to_string(), "list namespaces: 422 Invalid: bad");
 }
@@ -95,7 +98,7 @@ async fn gives_up_after_the_last_attempt() {
         .await
         .unwrap()
         .with_retry(retry);
-    let error = cluster.list(&Scope::default()).await.unwrap_err();
+    let error = cluster.list(&Scope::default(), false).await.unwrap_err();
     assert_eq!(count.load(Ordering::SeqCst), 3);
     assert!(error.to_string().contains("503"), "{error}");
 }

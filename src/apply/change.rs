@@ -7,6 +7,7 @@ use super::{ApplyOptions, Done, apply_body};
 use crate::diff::{Action, Change};
 use crate::endpoint::Cluster;
 use crate::endpoint::cluster::Error as ClusterError;
+use crate::kinds::Kind;
 use crate::snapshot::Entry;
 
 /// Why one change failed.
@@ -24,6 +25,27 @@ pub(super) enum JobError {
     Redacted,
     #[error("still present {0:?} after its deletion")]
     DeletionStuck(Duration),
+    #[error("{0}")]
+    Unserved(String),
+}
+
+impl JobError {
+    /// The replica does not serve `kind`: for a custom resource, its CRD is missing there.
+    pub(super) fn unserved(kind: &Kind) -> Self {
+        JobError::Unserved(if kind.in_table || !kind.group.contains('.') {
+            format!(
+                "the replica does not serve {}/{}",
+                kind.api_version(),
+                kind.plural
+            )
+        } else {
+            format!(
+                "the replica does not serve {}: the CustomResourceDefinition {} is missing there (--sync-crds copies it)",
+                kind.api_version(),
+                kind.resource()
+            )
+        })
+    }
 }
 
 pub(super) async fn execute(
@@ -57,6 +79,17 @@ pub(super) async fn execute(
             other => (other, attempts),
         }
     };
+    if change.action == Action::Release {
+        let (result, attempts) = retry
+            .run(transience, || {
+                cluster.release(kind, &change.namespace, &change.name, options.dry_run)
+            })
+            .await;
+        return (
+            result.map(|()| Done::Released).map_err(Into::into),
+            attempts,
+        );
+    }
     if change.action == Action::Prune {
         let (result, attempts) = delete().await;
         return (result.map(|()| Done::Deleted).map_err(Into::into), attempts);

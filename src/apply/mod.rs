@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::diff::{Action, Change, Deferral, Plan};
 use crate::endpoint::Cluster;
 use crate::endpoint::cluster::Error as ClusterError;
+use crate::kinds::{Kind, Stage};
 use crate::metrics::Metrics;
 use crate::normalize::{CHANGE_KEY_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION};
 use crate::report::Report;
@@ -98,6 +99,8 @@ pub enum Done {
     Recreated,
     /// Deleted (or found gone).
     Deleted,
+    /// k8s-sync's markers taken off; the object left to its owner.
+    Released,
     /// Dry run only: not sent, because the object's namespace does not exist on the replica
     /// yet, and the server validates nothing in a namespace it lacks.
     Unvalidated,
@@ -178,6 +181,7 @@ pub async fn apply(
         delayed: plan.summary.delayed,
         kept: plan.summary.kept,
         waiting: plan.summary.waiting,
+        warnings: plan.warnings.clone(),
         ..Report::default()
     };
     let work: Vec<&Change> = plan
@@ -199,7 +203,7 @@ pub async fn apply(
                 if let (Some(key), false) = (&change.desired_key, options.dry_run) {
                     store.settle(
                         &plan.replica,
-                        change.kind.kind,
+                        change.kind.id(),
                         &change.namespace,
                         &change.name,
                         key.as_str(),
@@ -247,8 +251,8 @@ pub async fn apply(
     for change in work {
         // Prunes go last, workloads before the data they mount.
         let stage = match change.action {
-            Action::Prune => 100 - change.kind.apply_order,
-            _ => change.kind.apply_order,
+            Action::Prune => 100 - change.kind.stage as u8,
+            _ => change.kind.stage as u8,
         };
         match stages.iter_mut().find(|(s, _)| *s == stage) {
             Some((_, changes)) => changes.push(change),
@@ -261,7 +265,10 @@ pub async fn apply(
     let unvalidated = |change: &Change| {
         options.dry_run && created_namespaces.contains(&change.namespace.as_str())
     };
-    for (_, changes) in stages {
+    // Kinds the replica lacks; those whose CRD this pass applies are served once it is.
+    let mut unserved: Vec<&Kind> = live.unserved.clone();
+    for (stage, changes) in stages {
+        let definitions = stage == Stage::Definitions as u8;
         // The futures are made before the stream, not inside a `map` closure: a closure
         // returning a borrowing future makes the whole pass non-`Send` for spawned tasks.
         let mut jobs = Vec::with_capacity(changes.len());
@@ -271,6 +278,7 @@ pub async fn apply(
                 desired,
                 live,
                 unvalidated: unvalidated(change),
+                unserved: unserved.iter().any(|k| std::ptr::eq(*k, change.kind)),
             };
             jobs.push(run_job(cluster, job, journal, options));
         }
@@ -278,8 +286,13 @@ pub async fn apply(
             .buffer_unordered(options.workers.max(1))
             .collect()
             .await;
+        let mut served = Vec::new();
         for (change, result) in results {
-            match (result?, change.action) {
+            let outcome = result?;
+            if definitions && !options.dry_run && matches!(outcome, Outcome::Done(_)) {
+                served.push(change.name.clone());
+            }
+            match (outcome, change.action) {
                 (Outcome::Failed, _) => {
                     report.failed += 1;
                     report.unfinished.push(change.reference());
@@ -290,12 +303,24 @@ pub async fn apply(
                 }
                 (Outcome::Done(Done::Recreated), _) => report.recreated += 1,
                 (Outcome::Done(Done::Deleted), _) => report.pruned += 1,
+                (Outcome::Done(Done::Released), _) => report.released += 1,
                 (Outcome::Done(Done::Unvalidated), _) => {
                     report.created += 1;
                     report.unvalidated += 1;
                 }
                 (Outcome::Done(Done::Applied), Action::Create) => report.created += 1,
                 (Outcome::Done(Done::Applied), _) => report.updated += 1,
+            }
+        }
+        if definitions {
+            // The custom resources of a CRD just applied can be written once the server
+            // serves them (it establishes the CRD within a second or so).
+            for name in served.drain(..) {
+                if let Some(position) = unserved.iter().position(|k| k.resource() == name)
+                    && cluster.wait_served(unserved[position]).await
+                {
+                    unserved.remove(position);
+                }
             }
         }
     }
@@ -361,7 +386,7 @@ pub fn new_job<'a>(
 ) -> NewJob<'a> {
     NewJob {
         replica,
-        kind: reference.kind.kind,
+        kind: reference.kind.id(),
         namespace: &reference.namespace,
         name: &reference.name,
         operation,
@@ -380,6 +405,7 @@ fn action_name(action: Action) -> &'static str {
         Action::InSync => "none",
         Action::Conflict => "conflict",
         Action::Keep => "keep",
+        Action::Release => "release",
     }
 }
 
@@ -389,6 +415,8 @@ struct Job<'c> {
     desired: &'c Snapshot,
     live: &'c Snapshot,
     unvalidated: bool,
+    /// The replica does not serve the change's kind.
+    unserved: bool,
 }
 
 /// How one change ended.
@@ -415,12 +443,14 @@ async fn run_job<'c>(
         desired,
         live,
         unvalidated,
+        unserved,
     } = job;
     let reference = change.reference();
     let want = desired.objects.get(&reference);
     let have = live.objects.get(&reference);
     let (operation, key) = match (change.action, want) {
         (Action::Prune, _) => (Operation::Delete, pruned_key(have)),
+        (Action::Release, _) => (Operation::Apply, pruned_key(have)),
         (_, Some(want)) => (Operation::Apply, want.change_key.as_str()),
         _ => unreachable!("plans only hold changes to objects one side has"),
     };
@@ -444,7 +474,9 @@ async fn run_job<'c>(
         }
     };
     let started = Instant::now();
-    let (result, attempts) = if unvalidated {
+    let (result, attempts) = if unserved && change.action != Action::Prune {
+        (Err(change::JobError::unserved(change.kind)), 0)
+    } else if unvalidated {
         (Ok(Done::Unvalidated), 0)
     } else {
         execute(cluster, change, want, have, &desired.source, options).await
@@ -487,7 +519,7 @@ async fn run_job<'c>(
     };
     let labels = [
         cluster.name(),
-        change.kind.kind,
+        change.kind.id(),
         action_name(change.action),
         label,
     ];

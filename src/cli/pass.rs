@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use k8s_sync::kinds::KindSet;
+use k8s_sync::kinds::{KindSelection, KindSet};
 use k8s_sync::safety::MaxPrune;
 use k8s_sync::scope::Scope;
 
@@ -24,20 +24,40 @@ pub struct ScopeArgs {
     /// replicas' write credentials.
     #[arg(long, value_delimiter = ',', value_name = "NS,...")]
     pub exclude_namespaces: Vec<String>,
-    /// Kinds to sync (comma-separated): deployments, statefulsets, configmaps, secrets,
-    /// persistentvolumeclaims.
-    #[arg(
-        long,
-        value_name = "KIND,...",
-        default_value = "deployments,statefulsets,configmaps,secrets,persistentvolumeclaims"
-    )]
-    pub kinds: KindSet,
+    /// Kinds to sync (comma-separated), any resource the primary serves: by plural
+    /// (services), plural.group (widgets.example.com), Kind or Kind.group. `all`: every
+    /// namespaced resource that can be listed, watched and patched, but runtime state (Pods,
+    /// Events, Endpoints, EndpointSlices, ReplicaSets, ControllerRevisions, Leases, ...) and
+    /// Jobs. An object whose controller is of a synced kind is left to that controller.
+    /// Default: configmaps, secrets, persistentvolumeclaims, deployments, statefulsets.
+    #[arg(long, value_name = "KIND,...|all")]
+    pub kinds: Option<KindSelection>,
+    /// Also copy the CustomResourceDefinitions of the synced custom resources, before them.
+    /// They are never pruned: deleting a CRD deletes every object of it.
+    #[arg(long)]
+    pub sync_crds: bool,
+    /// Let CronJobs run on the replicas. Without it their copies are suspended
+    /// (spec.suspend: true), so that a warm standby does not run the primary's schedules twice.
+    #[arg(long)]
+    pub run_cronjobs: bool,
 }
 
 impl ScopeArgs {
+    /// What `--kinds` asks for.
+    pub fn selection(&self) -> KindSelection {
+        self.kinds.clone().unwrap_or_default()
+    }
+
+    /// The scope, with the kinds that need no discovery (the default five and rows of the kind
+    /// table); [`Selection`](k8s_sync::discovery::Selection) resolves the rest.
     pub fn scope(&self) -> Scope {
         Scope {
-            kinds: self.kinds,
+            kinds: self
+                .selection()
+                .without_discovery()
+                .unwrap_or_else(KindSet::empty),
+            crds: Default::default(),
+            run_cronjobs: self.run_cronjobs,
             namespaces: (!self.sync_namespaces.is_empty())
                 .then(|| self.sync_namespaces.iter().cloned().collect()),
             allow_sensitive_namespaces: self.allow_sensitive_namespaces,

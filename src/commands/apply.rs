@@ -9,13 +9,14 @@ use k8s_sync::report::Report;
 use serde_json::json;
 
 use super::Output;
-use super::context::{endpoints, pass_options, source_snapshot};
+use super::context::{endpoints, pass_options, resolve_kinds, source_snapshot};
 use super::progress::{Reporter, summary};
 use crate::cli::{ApplyArgs, Format};
 
 pub async fn run(args: &ApplyArgs, output: &Output) -> anyhow::Result<ExitCode> {
-    let options = pass_options(&args.pass, Some(&args.run), args.force_prune);
+    let mut options = pass_options(&args.pass, Some(&args.run), args.force_prune);
     let (primary, replicas) = endpoints(&args.pass)?;
+    resolve_kinds(&args.pass, &mut options.scope, &primary, &replicas).await?;
     let store = super::open_store(&args.run.db)?;
     let settled = store.settle_abandoned()?;
     if settled > 0 {

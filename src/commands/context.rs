@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use k8s_sync::apply::ApplyOptions;
 use k8s_sync::diff::PlanOptions;
 use k8s_sync::endpoint::Endpoint;
+use k8s_sync::endpoint::served::{self, Selection};
 use k8s_sync::pass::PassOptions;
 use k8s_sync::retry::RetryPolicy;
 use k8s_sync::safety::PruneRules;
@@ -49,6 +50,27 @@ pub fn endpoints_of(
         }
     }
     Ok((primary, replicas))
+}
+
+/// Resolves `--kinds` and `--sync-crds` into `scope` against what the primary serves (one
+/// discovery, when the kinds go beyond the kind table).
+pub async fn resolve_kinds(
+    pass: &PassArgs,
+    scope: &mut Scope,
+    primary: &Endpoint,
+    replicas: &[Endpoint],
+) -> anyhow::Result<()> {
+    let selection = Selection {
+        kinds: pass.scope.selection(),
+        sync_crds: pass.scope.sync_crds,
+    };
+    let connected = primary
+        .connect()
+        .await
+        .with_context(|| format!("primary {}", primary.name))?;
+    served::resolve(scope, &selection, &connected, replicas)
+        .await
+        .with_context(|| format!("primary {}", primary.name))
 }
 
 /// The primary's snapshot, named by the primary's identity or as `--source-name` says.

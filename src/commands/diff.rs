@@ -11,15 +11,16 @@ use k8s_sync::snapshot::Snapshot;
 use k8s_sync::store::Store;
 use serde_json::json;
 
-use super::context::{endpoints, pass_options, source_snapshot};
+use super::context::{endpoints, pass_options, resolve_kinds, source_snapshot};
 use super::{Output, report_skipped};
 use crate::cli::{DiffArgs, Format};
 
 pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
     let pass = &args.pass;
-    let options = pass_options(pass, None, false);
-    let scope = &options.scope;
+    let mut options = pass_options(pass, None, false);
     let (primary, replicas) = endpoints(pass)?;
+    resolve_kinds(pass, &mut options.scope, &primary, &replicas).await?;
+    let scope = &options.scope;
     // Held and delayed prunes are recorded by earlier passes; a diff only reads them.
     let store = Store::open_existing(&args.db)
         .with_context(|| format!("reading job database {}", args.db.display()))?;
@@ -77,6 +78,9 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
             );
         }
         let plan = planned.plan;
+        for warning in &plan.warnings {
+            eprintln!("k8s-sync: warning: {warning}");
+        }
         drift |= plan.summary.drift() > 0;
         match output.format {
             Format::Text => {

@@ -10,7 +10,7 @@ use k8s_sync::snapshot::ObjectRef;
 use k8s_sync::store::{Job, JobFilter, Status, Store};
 
 use super::Output;
-use super::context::{endpoints, pass_options, source_snapshot};
+use super::context::{endpoints, pass_options, resolve_kinds, source_snapshot};
 use super::open_store;
 use super::progress::{Reporter, summary};
 use crate::cli::{Format, JobsAction, JobsCommand, PassArgs, RunArgs};
@@ -54,6 +54,8 @@ async fn retry(
     let Some(job) = store.job(id)? else {
         bail!("job {id}: no such job in {}", run.db.path.display());
     };
+    // A job of a kind beyond the table is known once the primary has been asked of its kinds.
+    known_kinds(pass).await?;
     let only = job_object(&job).with_context(|| format!("job {id}: unknown kind {}", job.kind))?;
     let focused = Focused {
         replica: &job.replica,
@@ -87,6 +89,7 @@ async fn release(
         replica: Some(replica_name.to_string()),
         limit: None,
     })?;
+    known_kinds(pass).await?;
     let focused = Focused {
         replica: replica_name,
         objects: held.iter().filter_map(job_object).collect(),
@@ -108,6 +111,13 @@ async fn release(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Registers the kinds `--kinds` names, so that jobs recorded of them can be read back.
+async fn known_kinds(pass: &PassArgs) -> anyhow::Result<()> {
+    let (primary, replicas) = endpoints(pass)?;
+    let mut scope = pass.scope.scope();
+    resolve_kinds(pass, &mut scope, &primary, &replicas).await
 }
 
 /// A pass of one replica about some recorded objects, as the pass that recorded them ran.

@@ -80,6 +80,7 @@ impl Progress for Reporter {
             }
             (Ok(Done::Applied), k8s_sync::diff::Action::Create) => "created",
             (Ok(Done::Applied), _) => "updated",
+            (Ok(Done::Released), _) => "released",
         };
         let reference = change.reference();
         match (self.bar(replica), result) {
@@ -106,6 +107,9 @@ impl Progress for Reporter {
         if let Some(error) = &report.error {
             self.line(format!("{}: {error}", report.replica));
         }
+        for warning in &report.warnings {
+            self.line(format!("{}: warning: {warning}", report.replica));
+        }
     }
 }
 
@@ -127,7 +131,8 @@ pub fn summary(report: &Report) -> String {
     for (count, what) in [
         (report.held, "prunes held over --max-prune"),
         (report.delayed, "prunes delayed"),
-        (report.kept, "PVCs kept"),
+        (report.kept, "kept (PVCs, CRDs)"),
+        (report.released, "released to their owners"),
         (
             report.unvalidated,
             "not validated (their namespaces do not exist yet)",

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use k8s_sync::archive::{self, SecretData};
 use k8s_sync::endpoint::Endpoint;
+use k8s_sync::endpoint::served::{self, Selection};
 use serde_json::json;
 
 use super::{Output, report_skipped};
@@ -16,8 +17,20 @@ pub async fn run(args: &SnapshotCommand, output: &Output) -> anyhow::Result<Exit
         anyhow::bail!("snapshot needs --source SRC and --out DIR");
     };
     let source = Endpoint::parse(source).context("source")?;
+    let mut scope = args.scope.scope();
+    let selection = Selection {
+        kinds: args.scope.selection(),
+        sync_crds: args.scope.sync_crds,
+    };
+    let connected = source
+        .connect()
+        .await
+        .with_context(|| format!("source {}", source.name))?;
+    served::resolve(&mut scope, &selection, &connected, &[])
+        .await
+        .with_context(|| format!("source {}", source.name))?;
     let snapshot = source
-        .source_snapshot(&args.scope.scope())
+        .read_source(&scope)
         .await
         .with_context(|| format!("source {}", source.name))?;
     report_skipped(output, &source.name, &snapshot);

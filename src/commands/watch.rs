@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use k8s_sync::accounts::{Accounts, SecretAccounts};
 use k8s_sync::api::{Api, Driver};
+use k8s_sync::endpoint::served::{self, Selection};
 use k8s_sync::endpoint::{Connected, own_namespace};
 use k8s_sync::lease::{Leadership, LeaseOptions};
 use k8s_sync::metrics::Metrics;
@@ -25,7 +26,12 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
     let mut pass = pass_options(&args.pass, Some(&args.run), false);
     // A replica that stops answering mid-write is caught up when it is back.
     pass.apply.pending_when_unreachable = true;
-    let options = WatchOptions {
+    let selection = Selection {
+        kinds: args.pass.scope.selection(),
+        sync_crds: args.pass.scope.sync_crds,
+    };
+    let mut options = WatchOptions {
+        selection: selection.clone(),
         pass,
         resync: args.resync_interval,
         shutdown_timeout: args.shutdown_timeout,
@@ -47,6 +53,20 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
             primary.name
         );
     };
+    if selection.kinds.needs_discovery() {
+        // Resolved now when the primary answers, so that a name it does not serve stops the
+        // start; else watch mode resolves it once the primary answers (nothing syncs before).
+        let connected = Connected::Cluster(primary_cluster.clone());
+        match served::resolve(&mut options.pass.scope, &selection, &connected, &[]).await {
+            Ok(()) => {}
+            Err(error @ k8s_sync::endpoint::Error::Select(_)) => {
+                return Err(anyhow::Error::new(error).context(format!("primary {}", primary.name)));
+            }
+            Err(error) => {
+                warn!(primary = %primary.name, error = %format!("{error:#}"), "the primary does not answer discovery yet: the synced kinds wait for it");
+            }
+        }
+    }
     let mut watched = Vec::new();
     for replica in &replicas {
         let connected = replica

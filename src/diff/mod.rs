@@ -11,7 +11,7 @@ pub mod render;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::kinds::Kind;
+use crate::kinds::{CRD, Kind};
 use crate::normalize::ChangeKey;
 use crate::secret::{self, SecretKeys};
 use crate::snapshot::{Entry, ObjectRef, Snapshot};
@@ -33,8 +33,11 @@ pub enum Action {
     /// The replica has its own differing copy and adoption is off, or another source's copy.
     Conflict,
     /// Gone from the source, kept on the replica: it holds data (a PVC) and `--prune-pvcs` is
-    /// off.
+    /// off, or it is never pruned (a CustomResourceDefinition).
     Keep,
+    /// A copy k8s-sync made whose object is now owned by a synced kind's controller (on the
+    /// primary or the replica): k8s-sync's markers come off and the object stays, the owner's.
+    Release,
 }
 
 impl Action {
@@ -126,7 +129,7 @@ pub struct Change {
 }
 
 fn serialize_kind<S: serde::Serializer>(kind: &&'static Kind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(kind.kind)
+    s.serialize_str(kind.id())
 }
 
 impl Change {
@@ -180,8 +183,10 @@ pub struct Summary {
     pub held: usize,
     /// Prunes waiting for `--prune-delay`.
     pub delayed: usize,
-    /// PVCs gone from the source and kept (no `--prune-pvcs`).
+    /// PVCs gone from the source and kept (no `--prune-pvcs`), and CRDs.
     pub kept: usize,
+    /// Copies now owned by a synced kind's controller, to release.
+    pub release: usize,
     /// Changes of kinds whose primary state is not authoritative yet: nothing is done to them.
     pub waiting: usize,
 }
@@ -197,6 +202,7 @@ impl Summary {
             + self.held
             + self.delayed
             + self.waiting
+            + self.release
     }
 
     /// Counts the changes of a plan.
@@ -213,6 +219,7 @@ impl Summary {
                 (Action::Prune, None) => &mut summary.prune,
                 (Action::Conflict, None) => &mut summary.conflict,
                 (Action::Keep, None) => &mut summary.kept,
+                (Action::Release, None) => &mut summary.release,
             } += 1;
         }
         summary
@@ -234,37 +241,69 @@ pub struct Plan {
     /// (not listed in full yet, or the primary unreachable), with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<(String, String)>,
+    /// Cluster-scoped objects that synced ones refer to and the replica lacks, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
     /// Compares `desired` (the source) with `live` (the replica named `replica`).
     pub fn new(replica: &str, desired: &Snapshot, live: &Snapshot, options: PlanOptions) -> Self {
         let mut changes = Vec::new();
+        let ours = |have: &Entry| have.applied.as_ref().is_some_and(|a| desired.owns(a));
+        let needed = needed_definitions(desired);
         for (reference, want) in &desired.objects {
-            let change = match live.objects.get(reference) {
+            let have = live.objects.get(reference);
+            // A CRD is copied for the custom resources that need it (or kept in step once
+            // copied), not for every CRD the primary has.
+            if reference.kind.is(CRD.group, CRD.kind)
+                && have.is_none()
+                && !needed.contains(&reference.name)
+            {
+                continue;
+            }
+            // The owner's controller makes the object on each cluster: it is never copied, and
+            // a copy made before is released.
+            if want.owned_by.is_some() || have.is_some_and(|h| h.owned_by.is_some()) {
+                if let Some(have) = have.filter(|h| ours(h)) {
+                    changes.push(new_change(
+                        Action::Release,
+                        None,
+                        reference,
+                        None,
+                        Some(have),
+                    ));
+                }
+                continue;
+            }
+            let change = match have {
                 None => new_change(Action::Create, None, reference, Some(want), None),
                 Some(have) => compare(reference, want, have, desired, options),
             };
             changes.push(change);
         }
-        if options.prune {
-            for (reference, have) in &live.objects {
-                let ours = have.applied.as_ref().is_some_and(|a| desired.owns(a));
-                if !ours || desired.objects.contains_key(reference) {
-                    continue;
-                }
-                let action = if reference.kind.holds_data && !options.prune_pvcs {
-                    Action::Keep
-                } else {
-                    Action::Prune
-                };
-                changes.push(new_change(action, None, reference, None, Some(have)));
+        for (reference, have) in &live.objects {
+            if !ours(have) || desired.objects.contains_key(reference) {
+                continue;
             }
+            let action = if have.owned_by.is_some() {
+                Action::Release
+            } else if !options.prune {
+                continue;
+            } else if reference.kind.never_pruned
+                || (reference.kind.holds_data && !options.prune_pvcs)
+            {
+                Action::Keep
+            } else {
+                Action::Prune
+            };
+            changes.push(new_change(action, None, reference, None, Some(have)));
         }
         changes.sort_by_key(Change::reference);
         let missing_namespaces = desired
             .namespaces
             .difference(&live.namespaces)
+            .filter(|ns| !ns.is_empty())
             .cloned()
             .collect();
         Plan {
@@ -273,6 +312,7 @@ impl Plan {
             missing_namespaces,
             changes,
             waiting: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -294,6 +334,18 @@ impl Plan {
     pub fn drifted(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.action.is_drift())
     }
+}
+
+/// The CRDs `desired`'s custom resources need, by name (`plural.group`).
+fn needed_definitions(desired: &Snapshot) -> std::collections::BTreeSet<String> {
+    let mut kinds: Vec<&'static Kind> = Vec::new();
+    for (reference, entry) in &desired.objects {
+        if !reference.kind.in_table && entry.owned_by.is_none() && !kinds.contains(&reference.kind)
+        {
+            kinds.push(reference.kind);
+        }
+    }
+    kinds.into_iter().map(Kind::resource).collect()
 }
 
 fn compare(
@@ -371,7 +423,7 @@ fn new_change(
     want: Option<&Entry>,
     have: Option<&Entry>,
 ) -> Change {
-    let is_secret = reference.kind.kind == "Secret";
+    let is_secret = reference.kind.is("", "Secret");
     let secret_keys = (is_secret && action.is_drift()).then(|| {
         let mut desired = want.map(|e| e.object.clone());
         let mut live = have.map(|e| e.object.clone());

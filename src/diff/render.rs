@@ -101,6 +101,7 @@ pub fn text(plan: &Plan, desired: &Snapshot, live: &Snapshot, options: TextOptio
             Action::Prune => ("-", REMOVED),
             Action::Conflict => ("?", AnsiColor::Magenta.on_default()),
             Action::Keep => ("=", Style::new()),
+            Action::Release => ("~", AnsiColor::Cyan.on_default()),
         };
         let label = format!("{mark} {:<14} {reference}", action_label(change.action));
         let _ = write!(out, "{}", paint(color, style, &label));
@@ -117,7 +118,13 @@ pub fn text(plan: &Plan, desired: &Snapshot, live: &Snapshot, options: TextOptio
             None => {}
         }
         out.push('\n');
-        if matches!(change.action, Action::InSync | Action::Keep) {
+        if change.action == Action::Release {
+            out.push_str("    owned by a synced kind's controller: k8s-sync's markers come off, the object stays\n");
+        }
+        if matches!(
+            change.action,
+            Action::InSync | Action::Keep | Action::Release
+        ) {
             continue;
         }
         if !change.immutable_paths.is_empty() {
@@ -169,6 +176,7 @@ fn action_label(action: Action) -> &'static str {
         Action::Prune => "prune",
         Action::Conflict => "conflict",
         Action::Keep => "kept",
+        Action::Release => "release",
     }
 }
 
@@ -197,7 +205,7 @@ fn unified(
         (Some(have), None) => Some(have.object.clone()),
         (None, _) => None,
     };
-    if change.kind.kind == "Secret" {
+    if change.kind.is("", "Secret") {
         secret::mask_pair(desired.as_mut(), live.as_mut());
     }
     let yaml = |v: &Option<Value>| v.as_ref().map(normalize::to_yaml).unwrap_or_default();
@@ -256,7 +264,7 @@ impl<'a> From<&'a Plan> for PlanView<'a> {
                 .filter(|c| c.action != Action::InSync)
                 .map(|change| {
                     let mut change = change.clone();
-                    if change.kind.kind == "Secret" {
+                    if change.kind.is("", "Secret") {
                         change.desired_key = None;
                         change.live_key = None;
                         change.applied_key = None;

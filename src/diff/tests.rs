@@ -364,3 +364,99 @@ fn a_plan_cut_down_to_some_objects_still_creates_empty_namespaces() {
     assert!(plan.changes.is_empty());
     assert_eq!(plan.missing_namespaces, ["empty", "shop"]);
 }
+
+fn crd_scope() -> Scope {
+    Scope {
+        crds: ["widgets.example.com".to_string()].into(),
+        ..Scope::default()
+    }
+}
+
+fn crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets"}, "versions": [{"name": "v1"}]}})
+}
+
+fn snap_in(source: &str, objects: Vec<Value>, scope: &Scope) -> Snapshot {
+    let raw = objects.into_iter().map(|value| RawObject {
+        value,
+        origin: "test".into(),
+        archived: None,
+    });
+    Snapshot::build(source, raw, scope).unwrap()
+}
+
+#[test]
+fn a_crd_is_copied_only_for_the_resources_that_need_it_and_never_pruned() {
+    let scope = crd_scope();
+    // No Widget is synced: the CRD is not copied.
+    let plan = Plan::new(
+        "r",
+        &snap_in("primary", vec![crd()], &scope),
+        &snap("r", vec![]),
+        PlanOptions::default(),
+    );
+    assert!(plan.changes.is_empty(), "{plan:#?}");
+    // Gone from the primary, a copied CRD is kept.
+    let mut copy = crd();
+    copy["metadata"]["annotations"] = json!({SOURCE_ANNOTATION: "primary",
+        CHANGE_KEY_ANNOTATION: ChangeKey::of(&json!(1)).as_str()});
+    let live = snap_in("r", vec![copy], &scope);
+    let plan = Plan::new("r", &snap("primary", vec![]), &live, PlanOptions::default());
+    assert_eq!(only(&plan).action, Action::Keep);
+}
+
+#[test]
+fn an_owned_object_is_not_copied_and_a_copy_made_before_is_released() {
+    let scope = Scope {
+        kinds: crate::kinds::KindSet::of(crate::kinds::TABLE.iter()),
+        ..Scope::default()
+    };
+    let mut owned = deployment("web", "a");
+    owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "name": "agent", "uid": "1", "controller": true}]);
+    let desired = snap_in("primary", vec![owned.clone()], &scope);
+    assert_eq!(
+        desired.objects.values().next().unwrap().owned_by.as_deref(),
+        Some("DaemonSet/agent")
+    );
+    assert!(
+        Plan::new("r", &desired, &snap("r", vec![]), PlanOptions::default())
+            .changes
+            .is_empty()
+    );
+    let live = snap(
+        "r",
+        vec![applied(
+            deployment("web", "a"),
+            "primary",
+            &deployment("web", "a"),
+        )],
+    );
+    let plan = Plan::new("r", &desired, &live, PlanOptions::default());
+    assert_eq!(only(&plan).action, Action::Release);
+    assert_eq!(plan.summary.release, 1);
+    // Without prunes, too: a release deletes nothing.
+    let options = PlanOptions {
+        prune: false,
+        ..PlanOptions::default()
+    };
+    assert_eq!(
+        only(&Plan::new("r", &desired, &live, options)).action,
+        Action::Release
+    );
+    // An owner of a kind not synced: copied as any object.
+    let five = snap("primary", vec![owned]);
+    assert_eq!(
+        only(&Plan::new(
+            "r",
+            &five,
+            &snap("r", vec![]),
+            PlanOptions::default()
+        ))
+        .action,
+        Action::Create
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod directory;
+pub mod served;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,9 @@ pub enum Error {
     /// A cluster cannot be reached or refused a request.
     #[error(transparent)]
     Cluster(#[from] cluster::Error),
+    /// `--kinds` names what the primary does not serve, or cannot be synced.
+    #[error(transparent)]
+    Select(#[from] crate::kinds::SelectError),
 }
 
 /// An endpoint ready to be read: a directory, or a cluster client.
@@ -107,9 +111,14 @@ pub enum Connected {
 }
 
 impl Connected {
-    /// Reads the endpoint's objects within `scope` into a snapshot. A cluster's snapshot is
-    /// named `name`; a directory's after its manifest's source, or itself.
+    /// Reads a replica's objects within `scope` into a snapshot. A cluster's snapshot is
+    /// named `name`, and records the kinds it does not serve; a directory's is named after its
+    /// manifest's source, or itself.
     pub async fn snapshot(&self, name: &str, scope: &Scope) -> Result<Snapshot, Error> {
+        self.read(name, scope, true).await
+    }
+
+    async fn read(&self, name: &str, scope: &Scope, unserved_ok: bool) -> Result<Snapshot, Error> {
         match self {
             Connected::Directory(dir) => {
                 let (dir, scope) = (dir.clone(), scope.clone());
@@ -123,8 +132,9 @@ impl Connected {
                 .expect("directory reading does not panic")
             }
             Connected::Cluster(cluster) => {
-                let listing = cluster.list(scope).await?;
+                let listing = cluster.list(scope, unserved_ok).await?;
                 let mut snapshot = Snapshot::build(name, listing.objects, scope)?;
+                snapshot.unserved = listing.unserved;
                 for namespace in &listing.namespaces {
                     snapshot.add_namespace(namespace, scope);
                 }
@@ -226,26 +236,32 @@ impl Endpoint {
         }
     }
 
-    /// Connects and reads the endpoint's objects within `scope` into a snapshot.
+    /// Connects and reads the endpoint's objects within `scope` as a replica's, into a snapshot.
     pub async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, Error> {
         self.connect().await?.snapshot(&self.name, scope).await
     }
 
-    /// Connects and reads the endpoint as the source of a pass: its objects, named by the
-    /// source's own identity. A cluster is named by [`Cluster::identity`], the same however it
+    /// Connects and reads the endpoint as the source of a pass: its objects as replicas are to
+    /// have them ([`Snapshot::for_replicas`]), named by the source's own identity. A cluster is named by [`Cluster::identity`], the same however it
     /// is reached, with the endpoint's name (its kubeconfig's stem, as objects applied by
     /// earlier versions carry it) as an alias; a directory by its manifest's source or its
     /// path.
     pub async fn source_snapshot(&self, scope: &Scope) -> Result<Snapshot, Error> {
+        Ok(self.read_source(scope).await?.for_replicas(scope))
+    }
+
+    /// Connects and reads the endpoint as a source, its objects as it has them: what
+    /// `snapshot` archives. Named as [`Endpoint::source_snapshot`] names it.
+    pub async fn read_source(&self, scope: &Scope) -> Result<Snapshot, Error> {
         let connected = self.connect().await?;
         if let Connected::Cluster(cluster) = &connected {
             let identity = cluster.identity().await?;
-            let mut snapshot = connected.snapshot(&self.name, scope).await?;
+            let mut snapshot = connected.read(&self.name, scope, false).await?;
             snapshot.source = identity;
             snapshot.aliases = vec![self.name.clone()];
             return Ok(snapshot);
         }
-        connected.snapshot(&self.name, scope).await
+        connected.read(&self.name, scope, false).await
     }
 }
 

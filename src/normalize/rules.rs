@@ -43,6 +43,23 @@ pub enum Action {
     /// Fold a Secret's `stringData` into `data`, base64-encoded; `stringData` wins on a clash,
     /// as it does on the server.
     FoldStringData,
+    /// Remove an address the cluster allocated (`spec.clusterIP`, `spec.clusterIPs`): every
+    /// value but `None` (a headless Service's choice, which the server keeps as written).
+    RemoveAllocatedAddress(&'static str),
+    /// Remove the field at `path`, and the fields `also`, when it holds `value`: a default that
+    /// one cluster spells out and another may not share (`ipFamilyPolicy: SingleStack` and the
+    /// families it chose).
+    RemoveDefault {
+        /// The field that holds the default.
+        path: &'static str,
+        /// The default.
+        value: &'static str,
+        /// Fields that go with it.
+        also: &'static [&'static str],
+    },
+    /// Remove the entries of a ServiceAccount's `secrets` that name its own legacy token
+    /// Secrets (`<name>-token-<suffix>`): each cluster makes its own, and they are never synced.
+    RemoveOwnTokenSecrets,
     /// Give each entry of a list at a path the `apiVersion`/`kind` the server defaults.
     DefaultTypeMeta {
         /// Path of the list.
@@ -148,6 +165,42 @@ pub(super) fn apply(action: Action, object: &mut Value) {
             }
         }),
         Action::FoldStringData => fold_string_data(object),
+        Action::RemoveAllocatedAddress(path) => {
+            paths::parents_mut(object, path, &mut |map, key| {
+                let headless = match map.get(key) {
+                    Some(Value::String(ip)) => ip == "None",
+                    Some(Value::Array(ips)) => ips.iter().all(|ip| ip == "None"),
+                    _ => return,
+                };
+                if !headless {
+                    map.remove(key);
+                }
+            })
+        }
+        Action::RemoveDefault { path, value, also } => {
+            if paths::walk_mut(object, path).is_some_and(|v| v == value) {
+                paths::remove(object, path);
+                for other in also {
+                    paths::remove(object, other);
+                }
+            }
+        }
+        Action::RemoveOwnTokenSecrets => {
+            let prefix = match object.pointer("/metadata/name").and_then(Value::as_str) {
+                Some(name) => format!("{name}-token-"),
+                None => return,
+            };
+            if let Some(Value::Array(secrets)) = object.get_mut("secrets") {
+                secrets.retain(|s| {
+                    !s.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with(&prefix))
+                });
+                if secrets.is_empty() {
+                    object.as_object_mut().map(|o| o.remove("secrets"));
+                }
+            }
+        }
         Action::DefaultTypeMeta {
             list,
             api_version,

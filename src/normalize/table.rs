@@ -4,7 +4,8 @@
 use super::rules::{Action, Applies, Empty, Rule};
 use super::{ANNOTATION_PREFIX, MANAGED_LABEL};
 
-const WORKLOADS: Applies = Applies::To(&["Deployment", "StatefulSet"]);
+const WORKLOADS: Applies = Applies::To(&["Deployment", "StatefulSet", "DaemonSet"]);
+const SERVICES: Applies = Applies::To(&["Service"]);
 const STATEFUL_SETS: Applies = Applies::To(&["StatefulSet"]);
 const PVC: Applies = Applies::To(&["PersistentVolumeClaim"]);
 
@@ -85,6 +86,44 @@ pub static RULES: &[Rule] = &[
         name: "pvc-protection-finalizer",
         applies: PVC,
         action: Action::RemoveFinalizer("kubernetes.io/pvc-protection"),
+    },
+    // A Service's addresses and ports are allocated by each cluster from its own ranges: a
+    // copied cluster IP is outside the replica's range, or taken there.
+    Rule {
+        name: "service-cluster-ip",
+        applies: SERVICES,
+        action: Action::RemoveAllocatedAddress("spec.clusterIP"),
+    },
+    Rule {
+        name: "service-cluster-ips",
+        applies: SERVICES,
+        action: Action::RemoveAllocatedAddress("spec.clusterIPs"),
+    },
+    Rule {
+        name: "service-node-ports",
+        applies: SERVICES,
+        action: Action::RemoveField("spec.ports[].nodePort"),
+    },
+    Rule {
+        name: "service-health-check-node-port",
+        applies: SERVICES,
+        action: Action::RemoveField("spec.healthCheckNodePort"),
+    },
+    Rule {
+        name: "service-single-stack",
+        applies: SERVICES,
+        // The families a single-stack Service gets are the cluster's own (IPv4 on one, IPv6
+        // on another); a dual-stack policy is the user's choice and stays.
+        action: Action::RemoveDefault {
+            path: "spec.ipFamilyPolicy",
+            value: "SingleStack",
+            also: &["spec.ipFamilies"],
+        },
+    },
+    Rule {
+        name: "service-account-token-secrets",
+        applies: Applies::To(&["ServiceAccount"]),
+        action: Action::RemoveOwnTokenSecrets,
     },
     Rule {
         name: "secret-string-data",

@@ -243,9 +243,96 @@ fn removes_emptied_metadata_maps() {
 }
 
 #[test]
+fn strips_what_each_cluster_allocates_to_a_service() {
+    let service =
+        |spec: Value| json!({"kind": "Service", "metadata": {"name": "web"}, "spec": spec});
+    check(
+        "service-cluster-ip",
+        "services",
+        service(json!({"clusterIP": "10.96.4.2", "type": "ClusterIP"})),
+        service(json!({"type": "ClusterIP"})),
+    );
+    // A headless Service's `None` is the user's, and immutable.
+    let headless = service(json!({"clusterIP": "None", "clusterIPs": ["None"]}));
+    check(
+        "service-cluster-ip",
+        "services",
+        headless.clone(),
+        headless.clone(),
+    );
+    check(
+        "service-cluster-ips",
+        "services",
+        headless.clone(),
+        headless,
+    );
+    check(
+        "service-cluster-ips",
+        "services",
+        service(json!({"clusterIPs": ["10.96.4.2", "fd00::4"]})),
+        service(json!({})),
+    );
+    check(
+        "service-node-ports",
+        "services",
+        service(json!({"ports": [{"port": 80, "nodePort": 30080}, {"port": 443}]})),
+        service(json!({"ports": [{"port": 80}, {"port": 443}]})),
+    );
+    check(
+        "service-health-check-node-port",
+        "services",
+        service(json!({"healthCheckNodePort": 31000, "externalTrafficPolicy": "Local"})),
+        service(json!({"externalTrafficPolicy": "Local"})),
+    );
+    check(
+        "service-single-stack",
+        "services",
+        service(
+            json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"], "type": "ClusterIP"}),
+        ),
+        service(json!({"type": "ClusterIP"})),
+    );
+    let dual =
+        service(json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}));
+    check("service-single-stack", "services", dual.clone(), dual);
+    assert!(!rule("service-cluster-ip").applies_to(by_plural("configmaps").unwrap()));
+}
+
+#[test]
+fn strips_a_service_accounts_own_token_secrets() {
+    let account = |secrets: Value| json!({"kind": "ServiceAccount", "metadata": {"name": "app"}, "secrets": secrets});
+    check(
+        "service-account-token-secrets",
+        "serviceaccounts",
+        account(json!([{"name": "app-token-x7k2p"}, {"name": "registry"}])),
+        account(json!([{"name": "registry"}])),
+    );
+    check(
+        "service-account-token-secrets",
+        "serviceaccounts",
+        account(json!([{"name": "app-token-x7k2p"}])),
+        json!({"kind": "ServiceAccount", "metadata": {"name": "app"}}),
+    );
+    // Another account's token is not this one's.
+    let other = account(json!([{"name": "web-token-abcde"}]));
+    check(
+        "service-account-token-secrets",
+        "serviceaccounts",
+        other.clone(),
+        other,
+    );
+}
+
+#[test]
 fn every_rule_has_a_test() {
     // The names the tests above exercise; a new rule must be added here with its test.
     let tested = [
+        "service-cluster-ip",
+        "service-cluster-ips",
+        "service-node-ports",
+        "service-health-check-node-port",
+        "service-single-stack",
+        "service-account-token-secrets",
         "uid",
         "resource-version",
         "generation",

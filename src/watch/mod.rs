@@ -12,6 +12,7 @@
 //! ```
 
 mod health;
+mod kinds;
 mod object;
 mod presence;
 mod primary;
@@ -33,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::apply::{self, Journal, Progress};
 use crate::endpoint::Cluster;
+use crate::endpoint::served::Selection;
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
 use crate::pass::{PassOptions, RecordedOptions, Safety, job_object};
@@ -66,6 +68,9 @@ pub struct WatchOptions {
     pub probe_interval: Duration,
     /// The window over which `--max-prune` counts a replica's prunes.
     pub prune_window: Duration,
+    /// What `--kinds` and `--sync-crds` ask for: when that needs the primary's discovery, the
+    /// synced kinds follow what it serves (a CRD created later is picked up).
+    pub selection: Selection,
 }
 
 /// One unit of work for one replica.
@@ -87,6 +92,10 @@ pub enum WatcherState {
     Running,
     /// Lost its stream; retrying with backoff.
     Recovering(String),
+    /// A replica's watcher of a resource the replica does not serve (a custom resource whose
+    /// CRD it lacks): it holds none of k8s-sync's objects of it, so readiness does not wait for
+    /// it; retried with backoff, and running once the CRD is there.
+    Unserved,
 }
 
 /// An operation of the API that watch mode cannot do now.
@@ -115,6 +124,8 @@ pub struct Watch {
     state: PrimaryState,
     replicas: Vec<Arc<Replica>>,
     options: WatchOptions,
+    /// The pass options now: `options.pass` with the kinds found since the start.
+    pass: std::sync::RwLock<Arc<PassOptions>>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     watchers: Mutex<BTreeMap<String, WatcherState>>,
@@ -178,7 +189,11 @@ impl Watch {
             source_name,
             aliases,
         );
+        if options.selection.kinds.needs_discovery() && options.pass.scope.kinds.is_empty() {
+            state.set_kinds_unknown(Some("the primary has not answered discovery yet".into()));
+        }
         Watch {
+            pass: std::sync::RwLock::new(Arc::new(options.pass.clone())),
             primary_name: primary_name.to_string(),
             primary,
             primary_health: Health::new(primary_name),
@@ -194,6 +209,11 @@ impl Watch {
             relist: tokio::sync::watch::Sender::new(0),
             leadership: Leadership::sole(),
         }
+    }
+
+    /// The pass options now, with the synced kinds as last resolved.
+    pub fn pass(&self) -> Arc<PassOptions> {
+        self.pass.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Writes only while `leadership` says this copy leads; the replicas' clusters must carry
@@ -250,11 +270,14 @@ impl Watch {
         tasks.spawn(self.clone().follow_leadership());
         tasks.spawn(self.clone().warn_of_expiring_credentials());
         sources::spawn(&self, &mut tasks, &stop_sources);
+        if self.options.selection.kinds.needs_discovery() {
+            tasks.spawn(kinds::follow(self.clone(), stop_sources.clone()));
+        }
         tasks.spawn(self.clone().coordinate(stop_sources.clone()));
         tasks.spawn(self.clone().resync_loop(stop_sources.clone()));
         let mut workers = Vec::new();
         for replica in &self.replicas {
-            for _ in 0..self.options.pass.apply.workers.max(1) {
+            for _ in 0..self.pass().apply.workers.max(1) {
                 workers.push(tokio::spawn(self.clone().work(replica.clone())));
             }
         }
@@ -326,7 +349,7 @@ impl Watch {
 
     /// Records work that never ran as pending jobs, for the next start.
     fn record_pending(&self, replica: &Replica, left: &[Work]) -> Result<(), store::Error> {
-        let recorded = self.options.pass.recorded(&self.state.empty_snapshot());
+        let recorded = self.pass().recorded(&self.state.empty_snapshot());
         for work in left {
             let Work::Object(reference) = work else {
                 continue;
@@ -337,7 +360,7 @@ impl Watch {
             };
             self.store.begin(&NewJob {
                 replica: &replica.name,
-                kind: reference.kind.kind,
+                kind: reference.kind.id(),
                 namespace: &reference.namespace,
                 name: &reference.name,
                 operation: Operation::Apply,
@@ -419,7 +442,10 @@ impl Watch {
             return Err(format!("replica {problem}"));
         }
         let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((name, _)) = watchers.iter().find(|(_, s)| **s != WatcherState::Running) {
+        if let Some((name, _)) = watchers
+            .iter()
+            .find(|(_, s)| !matches!(s, WatcherState::Running | WatcherState::Unserved))
+        {
             return Err(format!("watcher {name} is not running"));
         }
         Ok(())
@@ -428,8 +454,7 @@ impl Watch {
     /// What `/api/status` shows of the primary, the replicas and the watchers.
     pub fn status(&self) -> Value {
         let waiting: BTreeMap<&str, String> = self
-            .options
-            .pass
+            .pass()
             .scope
             .kinds
             .iter()

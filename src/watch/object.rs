@@ -100,7 +100,7 @@ impl Watch {
         }
         match replica
             .cluster
-            .ensure_namespace(namespace, self.options.pass.apply.dry_run)
+            .ensure_namespace(namespace, self.pass().apply.dry_run)
             .await
         {
             Ok(()) => {
@@ -145,7 +145,7 @@ impl Watch {
             };
             return Ok((report, Outcome::Waiting));
         }
-        let mut options = self.options.pass.clone();
+        let mut options = (*self.pass()).clone();
         let mut desired = self.state.snapshot_of(reference);
         if let Some(recorded) = recorded {
             options = options.with_recorded(recorded);
@@ -194,7 +194,7 @@ impl Watch {
                 return Ok((Report::default(), Outcome::Failed));
             }
         };
-        if replica.knows_namespace(&reference.namespace) {
+        if !reference.kind.namespaced || replica.knows_namespace(&reference.namespace) {
             live.namespaces.insert(reference.namespace.clone());
         }
         let focus = BTreeSet::from([reference.clone()]);

@@ -54,6 +54,9 @@ struct Inner {
     collections: HashMap<Collection, CollectionState>,
     identity: Option<String>,
     unreachable: Option<String>,
+    /// Why the synced kinds are not known yet (`--kinds all` before the primary answered
+    /// discovery): until they are, no state is authoritative.
+    kinds_unknown: Option<String>,
 }
 
 /// The primary's state; one writer per collection (its watcher), many readers.
@@ -101,6 +104,19 @@ impl PrimaryState {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records why the synced kinds are not known yet, or (`None`) that they are.
+    pub fn set_kinds_unknown(&self, reason: Option<String>) {
+        self.write().kinds_unknown = reason;
+    }
+
+    /// Watches `collections` too (kinds found since the start), none of them complete yet.
+    pub fn add_collections(&self, collections: impl IntoIterator<Item = Collection>) {
+        let mut inner = self.write();
+        for collection in collections {
+            inner.collections.entry(collection).or_default();
+        }
     }
 
     /// Records the primary's identity, once it answered the question.
@@ -178,7 +194,9 @@ impl PrimaryState {
             if !same {
                 changed.push(reference.clone());
             }
-            inner.namespaces.insert(reference.namespace.clone());
+            if reference.kind.namespaced {
+                inner.namespaces.insert(reference.namespace.clone());
+            }
             inner.objects.insert(reference, entry);
         }
         if let Some(state) = inner.collections.get_mut(collection) {
@@ -198,7 +216,9 @@ impl PrimaryState {
         {
             return Change::None;
         }
-        inner.namespaces.insert(reference.namespace.clone());
+        if reference.kind.namespaced {
+            inner.namespaces.insert(reference.namespace.clone());
+        }
         inner.objects.insert(reference, entry);
         Change::Applied
     }
@@ -241,6 +261,9 @@ impl PrimaryState {
         if let Some(reason) = &inner.unreachable {
             return Err(format!("the primary is unreachable ({reason})"));
         }
+        if let Some(reason) = &inner.kinds_unknown {
+            return Err(format!("the synced kinds are not known yet ({reason})"));
+        }
         if self.named.is_none() && inner.identity.is_none() {
             return Err("the primary's identity is not known yet".into());
         }
@@ -267,6 +290,9 @@ impl PrimaryState {
     pub fn complete(&self) -> Result<(), String> {
         let (kinds, namespaces_listed): (BTreeSet<&'static Kind>, bool) = {
             let inner = self.read();
+            if let Some(reason) = &inner.kinds_unknown {
+                return Err(format!("the synced kinds are not known yet ({reason})"));
+            }
             (
                 inner.collections.keys().map(|c| c.kind).collect(),
                 inner.namespaces_listed,
@@ -306,7 +332,9 @@ impl PrimaryState {
     pub fn snapshot_of(&self, reference: &ObjectRef) -> Snapshot {
         let mut snapshot = self.empty_snapshot();
         if let Some(entry) = self.get(reference) {
-            snapshot.namespaces.insert(reference.namespace.clone());
+            if reference.kind.namespaced {
+                snapshot.namespaces.insert(reference.namespace.clone());
+            }
             snapshot.objects.insert(reference.clone(), entry);
         }
         snapshot

@@ -121,8 +121,9 @@ impl Watch {
         desired: &Snapshot,
         started: Instant,
     ) -> Result<bool, store::Error> {
-        let scope = &self.options.pass.scope;
-        let listing = match replica.cluster.list(scope).await {
+        let pass = self.pass();
+        let scope = &pass.scope;
+        let listing = match replica.cluster.list(scope, true).await {
             Ok(listing) => listing,
             Err(error) => {
                 replica.health.down(&format!("{error:#}"));
@@ -130,8 +131,12 @@ impl Watch {
             }
         };
         let names = listing.namespaces.clone();
+        let unserved = listing.unserved.clone();
         let mut live = match Snapshot::build(&replica.name, listing.objects, scope) {
-            Ok(live) => live,
+            Ok(mut live) => {
+                live.unserved = unserved;
+                live
+            }
             Err(error) => {
                 warn!(replica = %replica.name, %error, "cannot read the replica's objects");
                 return Ok(false);
@@ -148,7 +153,7 @@ impl Watch {
         let managed = safety::managed(desired, &live);
         replica.set_managed(managed);
 
-        let recorded = self.options.pass.recorded(desired);
+        let recorded = pass.recorded(desired);
         // The store may move on while the replica is read: objects whose state changed since
         // `desired` was taken are queued already, and their own pass applies the newer state.
         let current = |reference: &ObjectRef| {
@@ -159,7 +164,7 @@ impl Watch {
             &replica.cluster,
             desired,
             &live,
-            &self.options.pass,
+            &pass,
             Focus::Current(&current),
             self.safety(replica, Some(managed)),
             self.journal(&recorded),

@@ -38,8 +38,12 @@ const WATCH_TIMEOUT: u32 = 45;
 /// namespace of `--sync-namespaces`.
 pub(super) fn collections(scope: &Scope) -> Vec<Collection> {
     let mut collections = Vec::new();
-    for kind in scope.kinds.iter() {
+    for kind in scope.listed_kinds() {
         match &scope.namespaces {
+            Some(_) if !kind.namespaced => collections.push(Collection {
+                kind,
+                namespace: None,
+            }),
             None => collections.push(Collection {
                 kind,
                 namespace: None,
@@ -56,46 +60,73 @@ pub(super) fn collections(scope: &Scope) -> Vec<Collection> {
 /// Starts every watcher and probe.
 pub(super) fn spawn(watch: &Arc<Watch>, tasks: &mut JoinSet<()>, stop: &CancellationToken) {
     tasks.spawn(primary_probe(watch.clone(), stop.clone()));
-    for collection in collections(&watch.options.pass.scope) {
+    let scope = watch.pass().scope.clone();
+    let kinds: Vec<_> = scope.listed_kinds().collect();
+    spawn_watchers(
+        watch,
+        &kinds,
+        &scope,
+        &mut |task| drop(tasks.spawn(task)),
+        stop,
+    );
+    watch.mark("primary/namespaces", WatcherState::Starting);
+    tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
+    for replica in &watch.replicas {
+        tasks.spawn(replica_probe(watch.clone(), replica.clone(), stop.clone()));
+        tasks.spawn(reread_credentials(replica.clone(), stop.clone()));
+    }
+}
+
+/// A watcher task, for whoever runs it.
+pub(super) type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts the primary's and every replica's watchers of `kinds` in `scope`, handing each
+/// task to `spawn`.
+pub(super) fn spawn_watchers(
+    watch: &Arc<Watch>,
+    kinds: &[&'static Kind],
+    scope: &Scope,
+    spawn: &mut dyn FnMut(Task),
+    stop: &CancellationToken,
+) {
+    for collection in collections(scope)
+        .into_iter()
+        .filter(|c| kinds.contains(&c.kind))
+    {
         let name = watcher_name("primary", &collection);
         watch.mark(&name, WatcherState::Starting);
-        tasks.spawn(primary_watcher(
+        spawn(Box::pin(primary_watcher(
             watch.clone(),
             collection,
             name,
             stop.clone(),
-        ));
+        )));
     }
-    watch.mark("primary/namespaces", WatcherState::Starting);
-    tasks.spawn(namespace_watcher(watch.clone(), stop.clone()));
     for replica in &watch.replicas {
-        for kind in watch.options.pass.scope.kinds.iter() {
-            let scope = &watch.options.pass.scope;
+        for &kind in kinds {
             for (index, _) in apis(&replica.cluster.client(), kind, scope)
                 .iter()
                 .enumerate()
             {
-                let name = format!("{}/{}", replica.name, kind.plural);
+                let name = format!("{}/{}", replica.name, kind.short_name());
                 watch.mark(&name, WatcherState::Starting);
-                tasks.spawn(replica_watcher(
+                spawn(Box::pin(replica_watcher(
                     watch.clone(),
                     replica.clone(),
                     kind,
                     index,
                     name,
                     stop.clone(),
-                ));
+                )));
             }
         }
-        tasks.spawn(replica_probe(watch.clone(), replica.clone(), stop.clone()));
-        tasks.spawn(reread_credentials(replica.clone(), stop.clone()));
     }
 }
 
 fn watcher_name(cluster: &str, collection: &Collection) -> String {
     match &collection.namespace {
-        Some(ns) => format!("{cluster}/{}/{ns}", collection.kind.plural),
-        None => format!("{cluster}/{}", collection.kind.plural),
+        Some(ns) => format!("{cluster}/{}/{ns}", collection.kind.short_name()),
+        None => format!("{cluster}/{}", collection.kind.short_name()),
     }
 }
 
@@ -112,6 +143,7 @@ fn apis(
 ) -> Vec<(Option<String>, Api<DynamicObject>)> {
     let resource = resource(kind);
     match &scope.namespaces {
+        Some(_) if !kind.namespaced => vec![(None, Api::all_with(client.clone(), &resource))],
         None => vec![(None, Api::all_with(client.clone(), &resource))],
         Some(namespaces) => namespaces
             .iter()
@@ -163,8 +195,13 @@ impl Watch {
         object: DynamicObject,
     ) -> Option<(ObjectRef, Entry)> {
         let raw = to_raw(kind, object, "primary")?;
-        match Snapshot::build("primary", [raw], &self.options.pass.scope) {
-            Ok(snapshot) => snapshot.objects.into_iter().next(),
+        let pass = self.pass();
+        match Snapshot::build("primary", [raw], &pass.scope) {
+            Ok(snapshot) => snapshot
+                .for_replicas(&pass.scope)
+                .objects
+                .into_iter()
+                .next(),
             Err(error) => {
                 warn!(%error, "skipping an object the primary sent");
                 None
@@ -283,11 +320,22 @@ async fn pump<K>(
                 }
                 handle(event);
             }
+            Some(Err(error)) if unserved(&error) => watch.mark(name, WatcherState::Unserved),
             Some(Err(error)) => {
                 watch.mark(name, WatcherState::Recovering(error.to_string()));
             }
         }
     }
+}
+
+/// Whether a watch failed because the server does not serve the resource (404 on its list).
+fn unserved(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if status.code == 404
+    )
 }
 
 /// How often each replica's kubeconfig is checked for new credentials.
@@ -331,7 +379,7 @@ async fn replica_watcher(
     let mut credentials = replica.credentials.subscribe();
     loop {
         credentials.borrow_and_update();
-        let apis = apis(&replica.cluster.client(), kind, &watch.options.pass.scope);
+        let apis = apis(&replica.cluster.client(), kind, &watch.pass().scope);
         let Some((_, api)) = apis.into_iter().nth(index) else {
             return;
         };
@@ -403,7 +451,7 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
             return;
         };
         let terminating = namespace.metadata.deletion_timestamp.is_some();
-        if terminating || watch.options.pass.scope.admits_namespace(&ns).is_err() {
+        if terminating || watch.pass().scope.admits_namespace(&ns).is_err() {
             return;
         }
         watch.count_event("Namespace", "apply");
@@ -515,7 +563,7 @@ impl Watch {
         matches!(
             self.store.verdict(
                 replica,
-                reference.kind.kind,
+                reference.kind.id(),
                 &reference.namespace,
                 &reference.name,
                 want.change_key.as_str(),
@@ -531,7 +579,7 @@ impl Watch {
         let Some(raw) = to_raw(kind, object, &replica.name) else {
             return;
         };
-        let Ok(live) = Snapshot::build(&replica.name, [raw], &self.options.pass.scope) else {
+        let Ok(live) = Snapshot::build(&replica.name, [raw], &self.pass().scope) else {
             return;
         };
         let Some((reference, have)) = live.objects.into_iter().next() else {

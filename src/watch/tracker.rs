@@ -183,6 +183,7 @@ mod tests {
             missing_namespaces: vec![],
             changes,
             waiting: vec![],
+            warnings: vec![],
         }
     }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use kubeconfig::kubeconfig_error;
 
+mod discovery;
 mod error;
 mod kubeconfig;
 mod objects;
@@ -121,6 +122,8 @@ pub struct Listing {
     pub objects: Vec<RawObject>,
     /// The names of the cluster's namespaces.
     pub namespaces: Vec<String>,
+    /// Kinds the server does not serve.
+    pub unserved: Vec<&'static crate::kinds::Kind>,
 }
 
 impl Cluster {

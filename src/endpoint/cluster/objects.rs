@@ -8,30 +8,53 @@ use serde_json::{Value, json};
 
 use super::{Cluster, Error, FIELD_MANAGER, HOLD_FIELD_MANAGER, Listing, PAGE_SIZE};
 use crate::kinds::Kind;
-use crate::normalize::{MANAGED_LABEL, PRUNE_HELD_ANNOTATION};
+use crate::normalize::{
+    CHANGE_KEY_ANNOTATION, MANAGED_LABEL, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
+};
 use crate::scope::Scope;
 use crate::snapshot::RawObject;
 
 impl Cluster {
-    /// Lists every object of the scope's kinds, page by page, and the namespaces.
-    pub async fn list(&self, scope: &Scope) -> Result<Listing, Error> {
+    /// Lists every object of the scope's kinds, page by page, and the namespaces. A kind the
+    /// server does not serve (a custom resource whose CRD it lacks) is an error when
+    /// `unserved_ok` is false (a source's state of it would be unknown), else recorded in the
+    /// listing (a replica: its objects fail alone).
+    pub async fn list(&self, scope: &Scope, unserved_ok: bool) -> Result<Listing, Error> {
         let mut listing = Listing::default();
         let namespaces = self.list_path("/api/v1/namespaces", "namespaces").await?;
         listing.namespaces = namespaces
             .into_iter()
             .filter_map(|ns| ns.pointer("/metadata/name")?.as_str().map(str::to_string))
             .collect();
-        for kind in scope.kinds.iter() {
-            let paths: Vec<String> = match &scope.namespaces {
-                None => vec![kind.url_path(None)],
-                Some(only) => only
+        for kind in scope.listed_kinds() {
+            let mut paths: Vec<String> = match &scope.namespaces {
+                Some(only) if kind.namespaced => only
                     .iter()
                     .filter(|ns| listing.namespaces.contains(ns))
                     .map(|ns| kind.url_path(Some(ns)))
                     .collect(),
+                _ => vec![kind.url_path(None)],
             };
+            // None of the namespaces exists yet: a LIST in one of them still tells whether the
+            // server serves a kind beyond the table (it answers 404 if not, an empty list if
+            // so), which the table's kinds are on every server.
+            if let (true, false, Some(first)) = (
+                paths.is_empty(),
+                kind.in_table,
+                scope.namespaces.iter().flatten().next(),
+            ) {
+                paths.push(kind.url_path(Some(first)));
+            }
             for path in paths {
-                for mut value in self.list_path(&path, kind.plural).await? {
+                let items = match self.list_path(&path, kind.plural).await {
+                    Ok(items) => items,
+                    Err(e) if unserved_ok && e.is_not_found() => {
+                        listing.unserved.push(kind);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for mut value in items {
                     // Items of a typed list carry no apiVersion/kind of their own.
                     value["apiVersion"] = kind.api_version().into();
                     value["kind"] = kind.kind.into();
@@ -108,6 +131,60 @@ impl Cluster {
         }
     }
 
+    /// Takes k8s-sync's markers (source, change key, held prune, managed label) off an object
+    /// and leaves it in place, by a merge patch: one that a synced kind's controller now owns.
+    pub async fn release(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<(), Error> {
+        let body = json!({"metadata": {
+            "annotations": {
+                SOURCE_ANNOTATION: null,
+                CHANGE_KEY_ANNOTATION: null,
+                PRUNE_HELD_ANNOTATION: null,
+            },
+            "labels": {MANAGED_LABEL: null},
+        }});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            dry_run,
+            ..PatchParams::default()
+        };
+        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+            .patch(name, &params, &Patch::Merge(&body))
+            .expect("patch requests always build");
+        let what = format!("release {namespace}/{}/{name}", kind.id());
+        match self.send(&what, request, true).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits (at most 15 s) until the server serves `kind`: a CRD just applied is established.
+    pub async fn wait_served(&self, kind: &Kind) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let params = ListParams::default().limit(1);
+        loop {
+            let request = kube::core::Request::new(kind.url_path(None))
+                .list(&params)
+                .expect("list requests always build");
+            match self
+                .send(&format!("list {}", kind.plural), request, false)
+                .await
+            {
+                Ok(_) => return true,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Deletes an object, only if it still has the uid and resourceVersion that were listed.
     /// Propagation is in the background: no controller needs to finish a foreground deletion.
     pub async fn delete(
@@ -154,6 +231,21 @@ impl Cluster {
                 Ok(Some(value))
             }
             Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the object `name` of the collection at `path` (a cluster-scoped one) exists.
+    pub async fn exists_at(&self, path: &str, name: &str) -> Result<bool, Error> {
+        let request = kube::core::Request::new(path)
+            .get(name, &Default::default())
+            .expect("get requests always build");
+        match self
+            .send(&format!("get {path}/{name}"), request, false)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }

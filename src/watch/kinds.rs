@@ -1,0 +1,125 @@
+//! The synced kinds of a watch whose `--kinds` needs the primary's discovery (`all`, or names
+//! beyond the kind table): resolved once the primary answers, and again whenever a
+//! CustomResourceDefinition changes on the primary (a watch on CRDs) and every resync interval,
+//! so that a CRD created later is synced without a restart.
+//!
+//! A kind found is added to the primary's state (not authoritative until listed), its watchers
+//! start, and every primary watcher lists again, so that what a new CRD filter admits is seen;
+//! the full pass that follows completeness covers the new kinds. Kinds are never taken away
+//! while running: a kind the primary stops serving fails its watchers, so its state is not
+//! authoritative and nothing of it is pruned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Watch;
+use super::sources::spawn_watchers;
+use crate::kinds::{self, Kind};
+
+/// How soon discovery is asked again after it failed.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Follows what the primary serves until `stop`.
+pub(super) async fn follow(watch: Arc<Watch>, stop: CancellationToken) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(watch_definitions(
+        watch.clone(),
+        changed.clone(),
+        stop.clone(),
+    ));
+    loop {
+        let pause = match refresh(&watch, &stop).await {
+            Ok(()) => watch.options.resync,
+            Err(reason) => {
+                warn!(%reason, "cannot resolve --kinds against the primary yet");
+                if watch.pass().scope.kinds.is_empty() {
+                    watch.state.set_kinds_unknown(Some(reason));
+                    watch.authority_changed.notify_waiters();
+                }
+                RETRY
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = changed.notified() => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Resolves the selection against the primary's discovery now, and starts what is new.
+async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), String> {
+    let served = watch
+        .primary
+        .discover()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let resolved =
+        kinds::resolve(&watch.options.selection.kinds, &served).map_err(|e| e.to_string())?;
+    let mut pass = (*watch.pass()).clone();
+    let before: Vec<&'static Kind> = pass.scope.listed_kinds().collect();
+    pass.scope.kinds = pass.scope.kinds.union(&resolved);
+    if watch.options.selection.sync_crds {
+        pass.scope.crds = crate::endpoint::served::crd_names(&pass.scope);
+    }
+    let crds_grew = pass.scope.crds != watch.pass().scope.crds;
+    let new: Vec<&'static Kind> = pass
+        .scope
+        .listed_kinds()
+        .filter(|k| !before.contains(k))
+        .collect();
+    if !new.is_empty() || crds_grew {
+        let names: Vec<String> = new.iter().map(|k| k.short_name()).collect();
+        info!(kinds = %names.join(","), "syncing kinds the primary serves now");
+        let scope = pass.scope.clone();
+        *watch.pass.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pass);
+        watch.state.add_collections(
+            super::sources::collections(&scope)
+                .into_iter()
+                .filter(|c| new.contains(&c.kind)),
+        );
+        spawn_watchers(
+            watch,
+            &new,
+            &scope,
+            &mut |task| drop(tokio::spawn(task)),
+            stop,
+        );
+        // What the watchers running already filtered out by the old scope (a CRD now needed)
+        // is seen only by listing again.
+        watch.relist.send_modify(|generation| *generation += 1);
+    }
+    watch.state.set_kinds_unknown(None);
+    watch.authority_changed.notify_waiters();
+    Ok(())
+}
+
+/// Wakes `changed` whenever a CRD is added, changed or deleted on the primary.
+async fn watch_definitions(
+    watch: Arc<Watch>,
+    changed: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    let api: Api<CustomResourceDefinition> = Api::all(watch.primary.client());
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(events);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = stop.cancelled() => return,
+        };
+        match event {
+            None => return,
+            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => changed.notify_one(),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => warn!(%error, "the watch of the primary's CRDs failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! Every namespaced kind, custom resources included, against real API servers: the
+//! application of `fixtures/app` (sixteen kinds, two CRDs and their custom resources) synced
+//! with one command, each row of the kind table checked on the server, owned objects left to
+//! their owners, and the prune, adopt and prune-safety rules for every kind.
+//!
+//! The testenv runs no controllers: no Pod, ReplicaSet or token Secret is ever made, so owner
+//! references are written by hand here, as a controller would write them.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::objects::{apply_manifests, delete_any, get_any, manifests};
+use support::passes::pass;
+use support::testenv::TestEnv;
+use support::{Run, TestDir};
+
+/// The primary's ClusterRole and IngressClass the application refers to, which no replica has.
+async fn primary_only_cluster_objects(env: &TestEnv) {
+    let primary = env.client("primary").await;
+    apply_manifests(
+        &primary,
+        "",
+        &[
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "shop-metrics-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get"]}]}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                "metadata": {"name": "shop-edge"}, "spec": {"controller": "example.com/edge"}}),
+        ],
+    )
+    .await;
+}
+
+fn report<'a>(run: &'a Value, replica: &str) -> &'a Value {
+    run["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == replica)
+        .unwrap_or_else(|| panic!("no report of {replica}: {run}"))
+}
+
+fn all_kinds(dir: &TestDir, env: &TestEnv, command: &str, ns: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["--kinds", "all", "--sync-crds"];
+    args.extend(extra);
+    pass(dir, env, command, "primary", &["replica-1"], ns, &args)
+}
+
+#[tokio::test]
+async fn a_whole_application_syncs_with_one_command_and_stays_in_step() {
+    let Some(env) = TestEnv::get() else { return };
+    primary_only_cluster_objects(&env).await;
+    let ns = env.namespace("app", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let app = manifests("app", &ns);
+    apply_manifests(&primary, &ns, &app).await;
+    let kinds: std::collections::BTreeSet<&str> =
+        app.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert!(kinds.len() >= 10, "{kinds:?}");
+
+    let dir = TestDir::new();
+    let run = all_kinds(&dir, &env, "apply", &ns, &["-o", "json"]);
+    run.expect_code(0);
+    let json = run.json();
+    let applied = report(&json, "replica-1");
+    // Every object of the application; the CRDs, cluster-scoped, may be there from an earlier
+    // run.
+    let created = applied["created"].as_u64().unwrap() as usize;
+    let unchanged = applied["unchanged"].as_u64().unwrap() as usize;
+    assert!(
+        created >= app.len() - 2 && created + unchanged == app.len(),
+        "{run}"
+    );
+    assert_eq!(applied["failed"], 0, "{run}");
+    let stderr = run.stderr();
+    for missing in [
+        "has no ClusterRole \"shop-metrics-reader\", which",
+        "has no IngressClass \"shop-edge\", which",
+    ] {
+        assert!(stderr.contains(missing), "no warning {missing:?}\n{run}");
+    }
+    assert!(!stderr.contains("ClusterRole \"view\""), "{run}");
+
+    let replica = env.client("replica-1").await;
+    for object in &app {
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let (group, _) = object["apiVersion"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap_or(("", ""));
+        let (resource, _) =
+            support::objects::served(&replica, |r| r.kind == kind && r.group == group).await;
+        let full = if group.is_empty() {
+            resource.plural.clone()
+        } else {
+            format!("{}.{group}", resource.plural)
+        };
+        let copy = get_any(&replica, &ns, &full, name)
+            .await
+            .unwrap_or_else(|| panic!("replica-1 lacks {kind} {name}"));
+        assert_eq!(
+            copy["metadata"]["labels"]["k8s-sync.io/managed"], "true",
+            "{copy}"
+        );
+    }
+
+    // Each cluster allocates its own cluster IP; the headless Service stays headless.
+    let web_primary = get_any(&primary, &ns, "services", "shop-web")
+        .await
+        .unwrap();
+    let web_replica = get_any(&replica, &ns, "services", "shop-web")
+        .await
+        .unwrap();
+    let ip = |s: &Value| s["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert_ne!(ip(&web_primary), ip(&web_replica));
+    assert!(ip(&web_replica).starts_with("10.12."), "{web_replica}");
+    let db = get_any(&replica, &ns, "services", "shop-db").await.unwrap();
+    assert_eq!(db["spec"]["clusterIP"], "None");
+    // The nightly report is suspended on the replica, not on the primary.
+    let report_on = |s: Value| s["spec"]["suspend"].clone();
+    assert_eq!(
+        report_on(
+            get_any(&replica, &ns, "cronjobs.batch", "shop-report")
+                .await
+                .unwrap()
+        ),
+        true
+    );
+    assert_eq!(
+        report_on(
+            get_any(&primary, &ns, "cronjobs.batch", "shop-report")
+                .await
+                .unwrap()
+        ),
+        false
+    );
+
+    // In step right after: no drift, and a second apply writes nothing.
+    all_kinds(&dir, &env, "diff", &ns, &[]).expect_code(0);
+    let again = all_kinds(&dir, &env, "apply", &ns, &["-o", "json"]);
+    again.expect_code(0);
+    let second = again.json();
+    assert_eq!(report(&second, "replica-1")["writes"], 0, "{again}");
+}
+
+#[tokio::test]
+async fn a_copied_cluster_ip_would_be_refused_so_each_replica_allocates_its_own() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("svc", &["primary", "replica-2"]).await;
+    let primary = env.client("primary").await;
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+        "spec": {"type": "NodePort", "selector": {"app": "api"}, "ports": [{"port": 80}]}});
+    apply_manifests(&primary, &ns, std::slice::from_ref(&service)).await;
+    let on_primary = get_any(&primary, &ns, "services", "api").await.unwrap();
+    // What copying the primary's allocation as it is would do: the replica refuses it.
+    let mut copied = on_primary.clone();
+    for field in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        copied["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    copied.as_object_mut().unwrap().remove("status");
+    let replica = env.client("replica-2").await;
+    let (resource, _) =
+        support::objects::served(&replica, |r| r.plural == "services" && r.group.is_empty()).await;
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(replica.clone(), &ns, &resource);
+    let refused = api
+        .create(
+            &Default::default(),
+            &serde_json::from_value(copied).unwrap(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("range"), "{refused}");
+
+    let dir = TestDir::new();
+    pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", "services"],
+    )
+    .expect_code(0);
+    let on_replica = get_any(&replica, &ns, "services", "api").await.unwrap();
+    assert!(
+        on_replica["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.13."),
+        "{on_replica}"
+    );
+    assert!(
+        on_replica["spec"]["ports"][0]["nodePort"]
+            .as_u64()
+            .is_some(),
+        "{on_replica}"
+    );
+    pass(
+        &dir,
+        &env,
+        "diff",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", "services"],
+    )
+    .expect_code(0);
+}
+
+/// A CRD of a group no other test uses, so that no replica has it unless this test copies it.
+fn definition(group: &str, kind: &str, plural: &str) -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}})
+}
+
+fn owned_by(object: &mut Value, owner: &Value) {
+    object["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": owner["apiVersion"], "kind": owner["kind"],
+        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+        "controller": true, "blockOwnerDeletion": true,
+    }]);
+}
+
+#[tokio::test]
+async fn owned_objects_are_left_to_their_owner_and_earlier_copies_released() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("owned", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let group = format!("certs-{}.k8s-sync.test", &ns[6..]);
+    apply_manifests(
+        &primary,
+        "",
+        &[definition(&group, "Certificate", "certificates")],
+    )
+    .await;
+    let certificates = format!("certificates.{group}");
+    let certificate = json!({"apiVersion": format!("{group}/v1"), "kind": "Certificate",
+        "metadata": {"name": "web-tls"}, "spec": {"dnsNames": ["shop.example.com"]}});
+    apply_manifests(&primary, &ns, &[certificate]).await;
+    let certificate = get_any(&primary, &ns, &certificates, "web-tls")
+        .await
+        .unwrap();
+    // The Secret a certificate controller would have written, and a ConfigMap a synced
+    // Deployment's controller would own.
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-tls"},
+        "type": "kubernetes.io/tls", "data": {"tls.crt": "Y3J0", "tls.key": "a2V5"}});
+    owned_by(&mut secret, &certificate);
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}});
+    apply_manifests(&primary, &ns, &[secret, deployment]).await;
+    let deployment = get_any(&primary, &ns, "deployments.apps", "web")
+        .await
+        .unwrap();
+    let mut generated = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-generated"},
+        "data": {"made": "by its deployment"}});
+    owned_by(&mut generated, &deployment);
+    apply_manifests(&primary, &ns, &[generated]).await;
+
+    // Certificates not synced: the Secret's owner is not synced, so the Secret is copied;
+    // the Deployment is, so its ConfigMap is not.
+    let dir = TestDir::new();
+    pass(&dir, &env, "apply", "primary", &["replica-3"], &ns, &[]).expect_code(0);
+    let replica = env.client("replica-3").await;
+    let copy = get_any(&replica, &ns, "secrets", "web-tls")
+        .await
+        .expect("the Secret is copied");
+    assert_eq!(copy["metadata"]["labels"]["k8s-sync.io/managed"], "true");
+    assert!(
+        get_any(&replica, &ns, "deployments.apps", "web")
+            .await
+            .is_some()
+    );
+    assert!(
+        get_any(&replica, &ns, "configmaps", "web-generated")
+            .await
+            .is_none(),
+        "an object of a synced owner is left to that owner"
+    );
+
+    // Certificates synced too: the Secret is released, never pruned.
+    let kinds = format!("secrets,configmaps,deployments,{certificates}");
+    let run = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-3"],
+        &ns,
+        &["--kinds", &kinds, "--sync-crds", "-o", "json"],
+    );
+    run.expect_code(0);
+    assert_eq!(report(&run.json(), "replica-3")["released"], 1, "{run}");
+    let released = get_any(&replica, &ns, "secrets", "web-tls")
+        .await
+        .expect("released, not pruned");
+    assert!(
+        released["metadata"]["labels"]
+            .get("k8s-sync.io/managed")
+            .is_none(),
+        "{released}"
+    );
+    let annotations = released["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        annotations.keys().all(|k| !k.starts_with("k8s-sync.io/")),
+        "{released}"
+    );
+    assert_eq!(released["data"]["tls.crt"], "Y3J0");
+    assert!(
+        get_any(&replica, &ns, &certificates, "web-tls")
+            .await
+            .is_some()
+    );
+    // And nothing more to do.
+    pass(
+        &dir,
+        &env,
+        "diff",
+        "primary",
+        &["replica-3"],
+        &ns,
+        &["--kinds", &kinds, "--sync-crds"],
+    )
+    .expect_code(0);
+}
+
+#[tokio::test]
+async fn a_custom_resource_whose_crd_the_replica_lacks_fails_alone() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("nocrd", &["primary"]).await;
+    let primary = env.client("primary").await;
+    let group = format!("gadgets-{}.k8s-sync.test", &ns[6..]);
+    apply_manifests(&primary, "", &[definition(&group, "Gadget", "gadgets")]).await;
+    apply_manifests(
+        &primary,
+        &ns,
+        &[
+            json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain"}, "data": {"a": "1"}}),
+        ],
+    )
+    .await;
+    let dir = TestDir::new();
+    let kinds = format!("configmaps,gadgets.{group}");
+    let run = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", &kinds],
+    );
+    run.expect_code(1);
+    let replica = env.client("replica-2").await;
+    assert!(
+        get_any(&replica, &ns, "configmaps", "plain")
+            .await
+            .is_some(),
+        "{run}"
+    );
+    let failed = support::passes::jobs(&dir, &["--status", "failed"]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert_eq!(
+        error,
+        format!(
+            "the replica does not serve {group}/v1: the CustomResourceDefinition gadgets.{group} is missing there (--sync-crds copies it)"
+        )
+    );
+    // With --sync-crds the CRD comes first, then the Gadget; the CRD is never pruned.
+    pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", &kinds, "--sync-crds"],
+    )
+    .expect_code(0);
+    let gadget = get_any(&replica, &ns, &format!("gadgets.{group}"), "g")
+        .await
+        .unwrap();
+    assert_eq!(gadget["spec"]["size"], 3);
+    // The Gadget deleted on the primary is pruned; its CRD stays on the replica.
+    delete_any(&primary, &ns, &format!("gadgets.{group}"), "g").await;
+    let run = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", &kinds, "--sync-crds", "-o", "json"],
+    );
+    run.expect_code(0);
+    assert_eq!(report(&run.json(), "replica-2")["pruned"], 1, "{run}");
+    assert!(
+        get_any(&replica, &ns, &format!("gadgets.{group}"), "g")
+            .await
+            .is_none()
+    );
+    assert!(
+        get_any(
+            &replica,
+            "",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            &format!("gadgets.{group}")
+        )
+        .await
+        .is_some(),
+        "a CRD is never pruned\n{run}"
+    );
+}
+
+/// The resource (`plural.group`) of a manifest's kind, as `server` serves it.
+async fn resource_of(client: &kube::Client, object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let api_version = object["apiVersion"].as_str().unwrap().to_string();
+    let (resource, _) =
+        support::objects::served(client, |r| r.api_version == api_version && r.kind == kind).await;
+    if resource.group.is_empty() {
+        resource.plural
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+#[tokio::test]
+async fn prune_adopt_and_prune_safety_hold_for_every_kind() {
+    let Some(env) = TestEnv::get() else { return };
+    primary_only_cluster_objects(&env).await;
+    // The replica of the older Kubernetes version: every kind's defaults differ a little.
+    let target = support::testenv::OLD_CLUSTER;
+    let ns = env.namespace("everykind", &["primary", target]).await;
+    let primary = env.client("primary").await;
+    let replica = env.client(target).await;
+    let app = manifests("app", &ns);
+    apply_manifests(&primary, &ns, &app).await;
+    let objects: Vec<&Value> = app
+        .iter()
+        .filter(|o| o["kind"] != "CustomResourceDefinition")
+        .collect();
+    // A hand-made copy of the Role on the replica, not k8s-sync's: adopted.
+    let mut own_role = app.iter().find(|o| o["kind"] == "Role").unwrap().clone();
+    own_role["rules"][0]["verbs"] = json!(["get"]);
+    apply_manifests(&replica, &ns, &[own_role]).await;
+
+    let dir = TestDir::new();
+    let kinds = ["--kinds", "all", "--sync-crds"];
+    let run = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &[target],
+        &ns,
+        &[&kinds[..], &["-o", "json"]].concat(),
+    );
+    run.expect_code(0);
+    let role = get_any(
+        &replica,
+        &ns,
+        "roles.rbac.authorization.k8s.io",
+        "shop-config-reader",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        json!(["get", "list", "watch"]),
+        "adopted: {role}"
+    );
+    assert_eq!(role["metadata"]["labels"]["k8s-sync.io/managed"], "true");
+    pass(&dir, &env, "diff", "primary", &[target], &ns, &kinds).expect_code(0);
+
+    // Everything deleted on the primary at once: more than --max-prune, so nothing goes.
+    let mut resources = Vec::new();
+    for object in &objects {
+        let resource = resource_of(&primary, object).await;
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        delete_any(&primary, &ns, &resource, &name).await;
+        resources.push((resource, name));
+    }
+    let held = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &[target],
+        &ns,
+        &[&kinds[..], &["-o", "json"]].concat(),
+    );
+    held.expect_code(1);
+    assert_eq!(
+        report(&held.json(), target)["held"],
+        objects.len(),
+        "{held}"
+    );
+    for (resource, name) in &resources {
+        assert!(
+            get_any(&replica, &ns, resource, name).await.is_some(),
+            "{resource} {name} pruned while held\n{held}"
+        );
+    }
+    // Forced: every kind is pruned; the CRDs stay.
+    let forced = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &[target],
+        &ns,
+        &[&kinds[..], &["--force-prune", "-o", "json"]].concat(),
+    );
+    forced.expect_code(0);
+    assert_eq!(
+        report(&forced.json(), target)["pruned"],
+        objects.len(),
+        "{forced}"
+    );
+    for (resource, name) in &resources {
+        assert!(
+            get_any(&replica, &ns, resource, name).await.is_none(),
+            "{resource} {name} not pruned\n{forced}"
+        );
+    }
+    assert!(
+        get_any(
+            &replica,
+            "",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            "servicemonitors.monitoring.coreos.com"
+        )
+        .await
+        .is_some()
+    );
+}
+
+#[tokio::test]
+async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
+    let Some(env) = TestEnv::get() else { return };
+    let ns = env.namespace("latercrd", &["primary"]).await;
+    let dir = TestDir::new();
+    let daemon = support::watch::start_watch_with(
+        &dir,
+        &env,
+        "primary",
+        &["replica-1"],
+        &ns,
+        "watch.log",
+        &["--kinds", "all", "--sync-crds"],
+    );
+    let primary = env.client("primary").await;
+    let group = format!("later-{}.k8s-sync.test", &ns[9..]);
+    apply_manifests(&primary, "", &[definition(&group, "Dial", "dials")]).await;
+    apply_manifests(
+        &primary,
+        &ns,
+        &[json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "metadata": {"name": "volume"}, "spec": {"level": 7}})],
+    )
+    .await;
+    let replica = env.client("replica-1").await;
+    let dials = format!("dials.{group}");
+    support::testenv::eventually(
+        support::watch::DEADLINE,
+        "the Dial on the replica",
+        || async {
+            match get_any_if_served(&replica, &ns, &dials, "volume").await {
+                Some(dial) => dial["spec"]["level"] == 7,
+                None => false,
+            }
+        },
+    )
+    .await;
+    // Watched from then on: a change arrives by its event.
+    apply_manifests(
+        &primary,
+        &ns,
+        &[json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "metadata": {"name": "volume"}, "spec": {"level": 9}})],
+    )
+    .await;
+    support::testenv::eventually(
+        support::watch::DEADLINE,
+        "the change on the replica",
+        || async {
+            get_any_if_served(&replica, &ns, &dials, "volume")
+                .await
+                .is_some_and(|d| d["spec"]["level"] == 9)
+        },
+    )
+    .await;
+    assert!(
+        daemon
+            .output()
+            .contains("syncing kinds the primary serves now"),
+        "{}",
+        daemon.output()
+    );
+    daemon.terminate();
+}
+
+/// [`get_any`], `None` too while the server does not serve the resource yet.
+async fn get_any_if_served(
+    client: &kube::Client,
+    ns: &str,
+    resource: &str,
+    name: &str,
+) -> Option<Value> {
+    let (plural, group) = resource.split_once('.').unwrap();
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .ok()?;
+    let served = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .any(|(r, _)| r.plural == plural && r.group == group);
+    if served {
+        get_any(client, ns, resource, name).await
+    } else {
+        None
+    }
+}
