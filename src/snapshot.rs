@@ -498,6 +498,35 @@ mod tests {
     }
 
     #[test]
+    fn cronjobs_are_suspended_on_replicas_unless_they_may_run() {
+        let cron_job = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": "shop"},
+            "spec": {"schedule": "0 2 * * *", "suspend": false, "jobTemplate": {}}});
+        let scope = Scope {
+            kinds: crate::kinds::KindSet::of([crate::kinds::by_plural("cronjobs").unwrap()]),
+            ..Scope::default()
+        };
+        let read = Snapshot::build("p", [raw(cron_job.clone())], &scope).unwrap();
+        let as_read = read.objects.values().next().unwrap().clone();
+        let shaped = read.for_replicas(&scope);
+        let entry = shaped.objects.values().next().unwrap();
+        assert_eq!(entry.object["spec"]["suspend"], true);
+        assert_eq!(entry.change_key, ChangeKey::of(&entry.object));
+        assert_ne!(entry.change_key, as_read.change_key);
+        let running = Scope {
+            run_cronjobs: true,
+            ..scope
+        };
+        let kept = Snapshot::build("p", [raw(cron_job)], &running)
+            .unwrap()
+            .for_replicas(&running);
+        assert_eq!(
+            kept.objects.values().next().unwrap().object["spec"]["suspend"],
+            false
+        );
+    }
+
+    #[test]
     fn rejects_names_that_could_escape_a_directory() {
         for bad in ["..", ".", "a/b", "../../etc", "A", "-a", ""] {
             let result =

@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{TestDir, fixture};
 
 const PRIMARY: &str = "fixtures/snapshots/primary";
@@ -590,4 +590,130 @@ fn help_explains_each_command_with_an_example() {
     assert!(run.stderr().contains("Usage"), "{run}");
     dir.cmd(&["diff", "--kinds", "pods", "--primary", "x"])
         .expect_code(2);
+}
+
+#[test]
+fn an_archive_of_format_v1_is_still_verified_and_read() {
+    let dir = TestDir::new();
+    let v1 = fixture("archives/v1");
+    let run = dir.cmd(&["snapshot", "verify", v1.to_str().unwrap()]);
+    run.expect_code(0);
+    // The same manifests archived now: v2, resources named by `plural.group`.
+    dir.write(
+        "src/app.yaml",
+        &std::fs::read_to_string(v1.join("shop/deployments/web.yaml")).unwrap(),
+    );
+    dir.write(
+        "src/cm.yaml",
+        &std::fs::read_to_string(v1.join("shop/configmaps/settings.yaml")).unwrap(),
+    );
+    dir.cmd(&["snapshot", "--source", "src", "--out", "v2"])
+        .expect_code(0);
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("v2/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["format"], "k8s-sync-snapshot/v2");
+    assert!(
+        dir.path()
+            .join("v2/shop/deployments.apps/web.yaml")
+            .is_file()
+    );
+    assert!(
+        dir.path()
+            .join("v2/shop/configmaps/settings.yaml")
+            .is_file()
+    );
+    let web = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "web")
+        .unwrap();
+    assert_eq!(
+        (&web["kind"], &web["api_version"], &web["resource"]),
+        (
+            &json!("Deployment"),
+            &json!("apps/v1"),
+            &json!("deployments.apps")
+        )
+    );
+    // A v1 archive as the primary of a pass: its objects compare with today's.
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        v1.to_str().unwrap(),
+        "--replica",
+        "v2",
+        "--kinds",
+        "configmaps,deployments",
+    ]);
+    run.expect_code(0);
+}
+
+#[test]
+fn kinds_beyond_the_table_come_from_a_directorys_files() {
+    let dir = TestDir::new();
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: shop\nspec:\n  size: 1\n";
+    dir.write("primary/widget.yaml", widget);
+    dir.write("replica/widget.yaml", &widget.replace("size: 1", "size: 2"));
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "primary",
+        "--replica",
+        "replica",
+        "--kinds",
+        "all",
+        "-o",
+        "json",
+    ]);
+    run.expect_code(1);
+    assert_eq!(
+        actions(&run.json())
+            .get("shop/Widget.example.com/w")
+            .map(String::as_str),
+        Some("update"),
+        "{run}"
+    );
+    // Not named, not synced: the default five kinds leave it out.
+    dir.cmd(&["diff", "--primary", "primary", "--replica", "replica"])
+        .expect_code(0);
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "primary",
+        "--replica",
+        "replica",
+        "--kinds",
+        "widget",
+    ]);
+    run.expect_code(1);
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "primary",
+        "--replica",
+        "replica",
+        "--kinds",
+        "gadgets",
+    ]);
+    run.expect_code(2);
+    let stderr = run.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{run}");
+    assert!(
+        stderr.contains("--kinds: the primary serves no resource \"gadgets\""),
+        "{run}"
+    );
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "primary",
+        "--replica",
+        "replica",
+        "--kinds",
+        "pods",
+    ]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("pods is never synced"), "{run}");
 }

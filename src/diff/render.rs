@@ -249,6 +249,9 @@ pub struct PlanView<'a> {
     /// Kinds nothing was done to, and why.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub waiting: &'a [(String, String)],
+    /// Cluster-scoped objects that synced ones refer to and the replica lacks.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub warnings: &'a [String],
 }
 
 impl<'a> From<&'a Plan> for PlanView<'a> {
@@ -258,6 +261,7 @@ impl<'a> From<&'a Plan> for PlanView<'a> {
             summary: &plan.summary,
             missing_namespaces: &plan.missing_namespaces,
             waiting: &plan.waiting,
+            warnings: &plan.warnings,
             changes: plan
                 .changes
                 .iter()

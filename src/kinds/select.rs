@@ -330,6 +330,17 @@ fn resolve_name(name: &str, served: &[Served]) -> Result<&'static super::Kind, S
     // The same resource served at one version is one candidate.
     found.dedup_by(|a, b| a.group == b.group && a.plural == b.plural);
     let one = match found.as_slice() {
+        // Not served here, but never synced anywhere: say why.
+        [] if let Some(denied) = denied_name(name) => {
+            return Err(SelectError::Denied {
+                resource: if denied.group.is_empty() {
+                    denied.plural.to_string()
+                } else {
+                    format!("{}.{}", denied.plural, denied.group)
+                },
+                why: denied.why,
+            });
+        }
         [] => {
             return Err(SelectError::Unknown {
                 name: name.to_string(),
@@ -361,6 +372,18 @@ fn resolve_name(name: &str, served: &[Served]) -> Result<&'static super::Kind, S
         });
     }
     Ok(register(one))
+}
+
+/// The deny list's entry a name means (`pods`, `jobs.batch`), if any.
+fn denied_name(name: &str) -> Option<&'static Denied> {
+    let name = name.to_ascii_lowercase();
+    let (plural, group) = match name.split_once('.') {
+        Some((plural, group)) => (plural, Some(group)),
+        None => (name.as_str(), None),
+    };
+    DENIED
+        .iter()
+        .find(|d| d.plural == plural && group.is_none_or(|g| g == d.group))
 }
 
 /// Served resources whose names are within a small edit distance of `name`, closest first.
