@@ -1,7 +1,7 @@
 //! The least privilege a pass needs, derived from the kind table: what the ClusterRoles in
 //! `deploy/` must grant, and a test there fails when they grant anything else. A kind added
 //! to [`TABLE`](crate::kinds::TABLE) adds its rules here, in one place. Custom resources are
-//! the user's to add (a rule per group, as `deploy/README.md` shows).
+//! the user's to add (a rule per group in an overlay, as the README shows).
 
 use std::collections::BTreeSet;
 

@@ -31,6 +31,15 @@ pub static EXCLUSIONS: &[Exclusion] = &[
         },
     },
     Exclusion {
+        name: "the API server's own Service",
+        kind: "Service",
+        // `default/kubernetes` points at each cluster's own API server.
+        matches: |o| {
+            name_of(o) == "kubernetes"
+                && o.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")
+        },
+    },
+    Exclusion {
         name: "service account token",
         kind: "Secret",
         matches: |o| type_of(o) == "kubernetes.io/service-account-token",
@@ -204,6 +213,17 @@ mod tests {
         );
         assert_eq!(scope.admits(s, "shop", &secret("Opaque")), Ok(()));
         assert_eq!(scope.admits(cm, "shop", &configmap("settings")), Ok(()));
+        let services = Scope {
+            kinds: KindSet::of([by_plural("services").unwrap()]),
+            ..Scope::default()
+        };
+        let svc = by_plural("services").unwrap();
+        let kubernetes = |ns: &str| json!({"kind": "Service", "metadata": {"name": "kubernetes", "namespace": ns}});
+        assert_eq!(
+            services.admits(svc, "default", &kubernetes("default")),
+            Err(Skip::Excluded("the API server's own Service"))
+        );
+        assert_eq!(services.admits(svc, "shop", &kubernetes("shop")), Ok(()));
         // A Secret that happens to be called kube-root-ca.crt is an ordinary Secret.
         let mut odd = secret("Opaque");
         odd["metadata"]["name"] = "kube-root-ca.crt".into();

@@ -561,3 +561,87 @@ async fn a_new_leader_keeps_the_users_the_sessions_and_the_held_prunes() {
     assert_eq!(left().await, ["cm-4"]);
     next.login_as("ada", "a long passphrase of ada");
 }
+
+#[tokio::test]
+async fn the_bases_credentials_sync_every_kind_of_the_table_rbac_included() {
+    let Some(env) = TestEnv::get() else { return };
+    let bases = Bases::install(&env, &["replica-2"]).await;
+    let ns = env.namespace("deployed-kinds", &["primary"]).await;
+    let primary = env.client("primary").await;
+    // A Role granting more than k8s-sync's own ServiceAccount holds (escalate), a binding of
+    // it and one of a ClusterRole (bind), beside an object of every other row.
+    let manifests = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "everything"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "everything"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "everything"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}]}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.37"}]}}}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}),
+    ];
+    support::objects::apply_manifests(&primary, &ns, &manifests).await;
+    let kinds: Vec<&str> = TABLE.iter().map(|k| k.plural).collect();
+    let replica = bases.replica_args().remove(0);
+    let run = bases.dir.cmd(&[
+        "apply",
+        "--primary",
+        &bases.primary_arg(),
+        "--replica",
+        &replica,
+        "--sync-namespaces",
+        &ns,
+        "--db",
+        "jobs.db",
+        "--kinds",
+        &kinds.join(","),
+        "-o",
+        "json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["replicas"][0]["created"],
+        manifests.len(),
+        "{run}"
+    );
+    let copy = support::objects::get_any(
+        &env.client("replica-2").await,
+        &ns,
+        "roles.rbac.authorization.k8s.io",
+        "everything",
+    )
+    .await
+    .expect("the Role on the replica");
+    assert_eq!(copy["rules"][0]["verbs"], json!(["*"]));
+    bases
+        .dir
+        .cmd(&[
+            "diff",
+            "--primary",
+            &bases.primary_arg(),
+            "--replica",
+            &replica,
+            "--sync-namespaces",
+            &ns,
+            "--kinds",
+            &kinds.join(","),
+        ])
+        .expect_code(0);
+}

@@ -16,10 +16,12 @@ mod kinds;
 mod object;
 mod presence;
 mod primary;
+mod probes;
 pub mod queue;
 mod replica;
 mod resync;
 mod sources;
+mod status;
 mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -423,95 +424,6 @@ impl Watch {
         }));
     }
 
-    /// Whether the process is in step: `Err` says why not (`/readyz`).
-    pub fn readiness(&self) -> Result<(), String> {
-        if let Some(reason) = self.leadership.refusal() {
-            return Err(reason);
-        }
-        if let Some(reason) = self.state.unreachable() {
-            return Err(format!(
-                "primary {} is unreachable: {reason}",
-                self.primary_name
-            ));
-        }
-        self.state.complete()?;
-        if !self.first_pass_done.load(Ordering::Acquire) {
-            return Err("the first full pass is not done".into());
-        }
-        if let Some(problem) = self.replicas.iter().find_map(|r| r.health.problem()) {
-            return Err(format!("replica {problem}"));
-        }
-        let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((name, _)) = watchers
-            .iter()
-            .find(|(_, s)| !matches!(s, WatcherState::Running | WatcherState::Unserved))
-        {
-            return Err(format!("watcher {name} is not running"));
-        }
-        Ok(())
-    }
-
-    /// What `/api/status` shows of the primary, the replicas and the watchers.
-    pub fn status(&self) -> Value {
-        let waiting: BTreeMap<&str, String> = self
-            .pass()
-            .scope
-            .kinds
-            .iter()
-            .filter_map(|k| self.state.authority(k).err().map(|e| (k.plural, e)))
-            .collect();
-        let unreachable = self.state.unreachable();
-        let primary = json!({
-            "name": self.primary_name,
-            "kind": "cluster",
-            "source": self.state.source(),
-            "reachable": unreachable.is_none(),
-            "version": self.primary_health.version(),
-            "error": unreachable,
-            "authoritative": waiting.is_empty(),
-            "waiting": waiting,
-            "objects": self.state.len(),
-            "last_pass": self.store.last_pass().ok().flatten(),
-        });
-        let replicas: Vec<Value> = self
-            .replicas
-            .iter()
-            .map(|replica| {
-                let figures = replica.tracker.figures();
-                let last_success = self
-                    .metrics
-                    .replica_gauge(&self.metrics.last_success, &replica.name)
-                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
-                    .map(|t| t.to_string());
-                json!({
-                    "name": replica.name,
-                    "kind": "cluster",
-                    "reachable": replica.health.problem().is_none(),
-                    "version": replica.health.version(),
-                    "error": replica.health.problem(),
-                    "drifted": figures.drifted,
-                    "held": figures.held,
-                    "delayed": figures.delayed,
-                    "lag_seconds": figures.lag.as_secs_f64(),
-                    "queued": replica.queue.len(),
-                    "last_success": last_success,
-                })
-            })
-            .collect();
-        let watchers = self
-            .watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let leader = json!({
-            "leading": self.leading(),
-            "identity": self.leadership.identity(),
-            "holder": self.leadership.holder(),
-            "lease": self.leadership.lease(),
-        });
-        json!({"primary": primary, "replicas": replicas, "watchers": watchers, "leader": leader})
-    }
-
     /// The names of the replicas.
     pub fn replica_names(&self) -> Vec<String> {
         self.replicas.iter().map(|r| r.name.clone()).collect()
@@ -592,19 +504,6 @@ impl Watch {
             total.writes += report.writes;
         }
         Ok(total)
-    }
-
-    /// Records a watcher's state in the status and the metric.
-    fn mark(&self, watcher: &str, state: WatcherState) {
-        let running = i64::from(state == WatcherState::Running);
-        self.metrics
-            .watchers
-            .with_label_values(&[watcher])
-            .set(running);
-        self.watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(watcher.to_string(), state);
     }
 
     /// A change of the primary: every replica's queue gets the object.
