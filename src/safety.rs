@@ -196,8 +196,8 @@ pub fn gate(plan: &mut Plan, rules: &PruneRules, context: &Context<'_>) -> Vec<O
         .retain(|change| match context.authority.authority(change.kind) {
             Ok(()) => true,
             Err(reason) => {
-                if !waiting.iter().any(|(k, _)| k == change.kind.plural) {
-                    waiting.push((change.kind.plural.to_string(), reason));
+                if !waiting.iter().any(|(k, _)| *k == change.kind.short_name()) {
+                    waiting.push((change.kind.short_name(), reason));
                 }
                 left_out += usize::from(change.action.is_drift());
                 false

@@ -254,7 +254,11 @@ impl Snapshot {
                 kind: kind.kind.to_string(),
             })?
             .to_string();
-        check_name(&origin, "name", &name, 253)?;
+        if kind.path_segment_names {
+            check_path_segment(&origin, &name)?;
+        } else {
+            check_name(&origin, "name", &name, 253)?;
+        }
         let namespace = if kind.namespaced {
             let namespace = value
                 .pointer("/metadata/namespace")
@@ -384,6 +388,26 @@ fn read_applied(object: &Value) -> Option<Applied> {
 
 /// Checks an RFC 1123 subdomain (names) or label (namespaces, `max` 63). Valid names can never
 /// be `.`, `..` or contain `/`, which is what keeps archive paths inside their directory.
+/// Checks a name the API accepts as any path segment (RBAC's `system:controller:…`): not `.`
+/// or `..`, no `/` or `%`, which is what keeps archive paths inside their directory.
+fn check_path_segment(origin: &str, value: &str) -> Result<(), Error> {
+    let valid = !value.is_empty()
+        && value.len() <= 253
+        && value != "."
+        && value != ".."
+        && !value.contains(['/', '%', '\\'])
+        && !value.chars().any(char::is_control);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            origin: origin.to_string(),
+            what: "name",
+            value: value.to_string(),
+        })
+    }
+}
+
 fn check_name(origin: &str, what: &'static str, value: &str, max: usize) -> Result<(), Error> {
     let label_ok = |label: &str| {
         !label.is_empty()
@@ -542,6 +566,27 @@ mod tests {
         assert!(
             Snapshot::build("p", [raw(configmap(Some("s"), "a.b-c"))], &Scope::default()).is_ok()
         );
+    }
+
+    #[test]
+    fn rbac_names_are_path_segments() {
+        let scope = Scope {
+            kinds: crate::kinds::KindSet::of([crate::kinds::by_plural("roles").unwrap()]),
+            ..Scope::default()
+        };
+        let role = |name: &str| {
+            raw(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": "shop"}, "rules": []}),
+            )
+        };
+        assert!(Snapshot::build("p", [role("system:controller:bootstrap-signer")], &scope).is_ok());
+        for bad in ["..", ".", "a/b", "50%", ""] {
+            assert!(
+                Snapshot::build("p", [role(bad)], &scope).is_err(),
+                "accepted {bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -513,12 +513,7 @@ async fn prune_adopt_and_prune_safety_hold_for_every_kind() {
         objects.len(),
         "{held}"
     );
-    for (resource, name) in &resources {
-        assert!(
-            get_any(&replica, &ns, resource, name).await.is_some(),
-            "{resource} {name} pruned while held\n{held}"
-        );
-    }
+    on_replica(&replica, &ns, &resources, true, &held).await;
     // Forced: every kind is pruned; the CRDs stay.
     let forced = pass(
         &dir,
@@ -535,12 +530,7 @@ async fn prune_adopt_and_prune_safety_hold_for_every_kind() {
         objects.len(),
         "{forced}"
     );
-    for (resource, name) in &resources {
-        assert!(
-            get_any(&replica, &ns, resource, name).await.is_none(),
-            "{resource} {name} not pruned\n{forced}"
-        );
-    }
+    on_replica(&replica, &ns, &resources, false, &forced).await;
     assert!(
         get_any(
             &replica,
@@ -551,6 +541,23 @@ async fn prune_adopt_and_prune_safety_hold_for_every_kind() {
         .await
         .is_some()
     );
+}
+
+/// Asserts that each of `objects` (resource, name) is on the replica, or is not.
+async fn on_replica(
+    client: &kube::Client,
+    ns: &str,
+    objects: &[(String, String)],
+    present: bool,
+    run: &Run,
+) {
+    for (resource, name) in objects {
+        let found = get_any(client, ns, resource, name).await.is_some();
+        assert_eq!(
+            found, present,
+            "{resource} {name} on the replica: {found}\n{run}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -258,3 +258,67 @@ async fn a_restart_of_the_primary_during_watch_loses_nothing() {
         assert_eq!(state["state"], "running", "{name}: {status}");
     }
 }
+
+#[tokio::test]
+async fn watch_of_every_kind_started_while_the_primary_is_down_waits_for_its_discovery() {
+    let Some(env) = TestEnv::get() else { return };
+    let _faults = FAULTS.lock().await;
+    let primary = FAULT_CLUSTER;
+    let ns = env.namespace("dr-kinds", &[primary]).await;
+    let source = env.client(primary).await;
+    configmaps(&source, &ns, "cm", 3).await;
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    create(&source, &ns, service).await;
+    let dir = TestDir::new();
+    let named = ["--source-name", "dr-kinds", "--kinds", "all"];
+    pass(&dir, &env, "apply", primary, &["replica-1"], &ns, &named).expect_code(0);
+
+    let stopped = env.stop(primary);
+    let args = [QUICK, &named[..]].concat();
+    let daemon = start_watch_unready(&dir, &env, primary, &["replica-1"], &ns, "watch.log", &args);
+    let mut api = ApiServer::attach(daemon);
+    api.login_as("admin", ADMIN_PASSWORD);
+    // Which kinds are synced is not known: no kind may drive a write, whatever happens on the
+    // replica.
+    let replica = env.client("replica-1").await;
+    delete(&replica, &ns, "services", "web").await;
+    patch(
+        &replica,
+        &ns,
+        "configmaps",
+        "cm-001",
+        json!({"data": {"n": "edited"}}),
+    )
+    .await;
+    eventually(DEADLINE, "the primary seen down", || {
+        let down = api.get("/api/status").json()["primary"]["reachable"] == false;
+        async move { down }
+    })
+    .await;
+    let ready = api.get("/readyz");
+    assert_eq!(ready.status, 503, "{ready}");
+    assert!(get(&replica, &ns, "services", "web").await.is_none());
+    assert_eq!(
+        data(&env, "replica-1", &ns, "cm-001").await,
+        Some(json!("edited"))
+    );
+    assert_eq!(objects(&replica, &ns, "configmaps").await.len(), 3);
+
+    stopped.start();
+    eventually(
+        DEADLINE,
+        "the kinds resolved and the replica in step",
+        || {
+            let ready = api.get("/readyz").status == 200;
+            async move { ready }
+        },
+    )
+    .await;
+    assert!(get(&replica, &ns, "services", "web").await.is_some());
+    assert_eq!(
+        data(&env, "replica-1", &ns, "cm-001").await,
+        Some(json!("1"))
+    );
+    assert_eq!(objects(&replica, &ns, "configmaps").await.len(), 3);
+}

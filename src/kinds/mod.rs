@@ -63,6 +63,9 @@ pub struct Kind {
     /// Whether copies on replicas are suspended (`spec.suspend: true`) unless
     /// `--run-cronjobs`: a warm standby must not run the primary's schedules a second time.
     pub suspended_on_replicas: bool,
+    /// Whether names are any path segment (RBAC objects: `system:controller:…`) rather than
+    /// DNS subdomains, as the API server checks them.
+    pub path_segment_names: bool,
     /// Whether the row comes from [`TABLE`]; discovered kinds have the defaults.
     pub in_table: bool,
     /// What names the kind in jobs, verdicts and messages: see [`Kind::id`].
@@ -92,6 +95,7 @@ impl Kind {
             holds_data: false,
             never_pruned: false,
             suspended_on_replicas: false,
+            path_segment_names: false,
             in_table: false,
             id: kind,
         }

@@ -52,13 +52,17 @@ pub static TABLE: [Kind; 15] = [
         "serviceaccounts",
         Stage::Foundations,
     ),
-    row(
-        "Role",
-        "rbac.authorization.k8s.io",
-        "v1",
-        "roles",
-        Stage::Foundations,
-    ),
+    {
+        let mut role = row(
+            "Role",
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            Stage::Foundations,
+        );
+        role.path_segment_names = true;
+        role
+    },
     {
         let mut binding = row(
             "RoleBinding",
@@ -69,6 +73,7 @@ pub static TABLE: [Kind; 15] = [
         );
         // A binding's role cannot change: the server wants a new binding.
         binding.immutable = &["roleRef"];
+        binding.path_segment_names = true;
         binding
     },
     row("ConfigMap", "", "v1", "configmaps", Stage::Foundations),

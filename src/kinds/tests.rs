@@ -313,3 +313,13 @@ fn only_cronjobs_are_suspended_on_replicas() {
         .collect();
     assert_eq!(suspended, ["cronjobs"]);
 }
+
+#[test]
+fn only_rbac_names_are_path_segments() {
+    let rows: Vec<_> = TABLE
+        .iter()
+        .filter(|k| k.path_segment_names)
+        .map(|k| k.plural)
+        .collect();
+    assert_eq!(rows, ["roles", "rolebindings"]);
+}

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -20,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Watch;
-use super::sources::spawn_watchers;
+use super::sources::{pump, spawn_watchers};
 use crate::kinds::{self, Kind};
 
 /// How soon discovery is asked again after it failed.
@@ -109,17 +108,12 @@ async fn watch_definitions(
 ) {
     let api: Api<CustomResourceDefinition> = Api::all(watch.primary.client());
     let events = watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(events);
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = stop.cancelled() => return,
-        };
-        match event {
-            None => return,
-            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => changed.notify_one(),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => warn!(%error, "the watch of the primary's CRDs failed; retrying"),
+    let name = "primary/customresourcedefinitions";
+    watch.mark(name, super::WatcherState::Starting);
+    pump(&watch, name, events, &stop, |event| {
+        if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = event {
+            changed.notify_one();
         }
-    }
+    })
+    .await;
 }

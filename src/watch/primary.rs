@@ -276,11 +276,11 @@ impl PrimaryState {
             Some((_, state)) => Err(match &state.error {
                 Some(error) => format!(
                     "{} are not listed in full from the primary since its watch failed ({error})",
-                    kind.plural
+                    kind.short_name()
                 ),
                 None => format!(
                     "{} are not listed in full from the primary yet",
-                    kind.plural
+                    kind.short_name()
                 ),
             }),
         }

@@ -300,7 +300,7 @@ async fn primary_watcher(
 
 /// Feeds each event of `events` to `handle` until `stop`, keeping the watcher's state (in the
 /// status and the metric) up to date. The stream recovers from errors by itself, with backoff.
-async fn pump<K>(
+pub(super) async fn pump<K>(
     watch: &Watch,
     name: &str,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,

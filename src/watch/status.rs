@@ -39,12 +39,12 @@ impl Watch {
 
     /// What `/api/status` shows of the primary, the replicas and the watchers.
     pub fn status(&self) -> Value {
-        let waiting: BTreeMap<&str, String> = self
+        let waiting: BTreeMap<String, String> = self
             .pass()
             .scope
             .kinds
             .iter()
-            .filter_map(|k| self.state.authority(k).err().map(|e| (k.plural, e)))
+            .filter_map(|k| self.state.authority(k).err().map(|e| (k.short_name(), e)))
             .collect();
         let unreachable = self.state.unreachable();
         let primary = json!({

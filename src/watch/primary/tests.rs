@@ -162,3 +162,25 @@ fn watch_events_change_the_store_only_when_the_key_changes() {
         ("p", &["old".to_string()][..])
     );
 }
+
+#[test]
+fn no_state_is_authoritative_while_the_synced_kinds_are_unknown() {
+    // `--kinds all` before the primary answered discovery: no collection to wait for yet.
+    let state = PrimaryState::new(Vec::new(), Some("primary".into()), Vec::new());
+    state.namespaces_listed();
+    state.set_kinds_unknown(Some("the primary has not answered discovery yet".into()));
+    let kind = by_plural("configmaps").unwrap();
+    assert!(
+        state
+            .complete()
+            .unwrap_err()
+            .contains("kinds are not known yet")
+    );
+    assert!(state.authority(kind).is_err());
+    // Found: their collections are added, incomplete until listed.
+    state.set_kinds_unknown(None);
+    state.add_collections([configmaps(None)]);
+    assert!(state.complete().unwrap_err().contains("not listed in full"));
+    listed(&state, &configmaps(None), &[("shop", "a", "1")]);
+    assert_eq!(state.complete(), Ok(()));
+}
