@@ -194,7 +194,7 @@ pub(crate) fn retry(api: &Api, id: i64, replica: Option<&str>) -> Result<Reply, 
             in_watch(api, &format!("job {id}: retry"), watch.retry(&job))?
         }
         Some(Driver::Endpoints(context)) => {
-            let only = job_object(&job)
+            let only = object_of(api, context, &job)
                 .ok_or_else(|| Failure::new(409, format!("job {id}: unknown kind {}", job.kind)))?;
             let recorded = RecordedOptions::of(&job);
             one_shot(
@@ -227,7 +227,10 @@ pub(crate) fn release(api: &Api, replica: &str, by: &str) -> Result<Reply, Failu
         Some(Driver::Watch(watch)) => in_watch(api, "the release", watch.release(replica, by))?,
         Some(Driver::Endpoints(context)) => {
             let held = held_jobs(&api.store, replica)?;
-            let objects: BTreeSet<ObjectRef> = held.iter().filter_map(job_object).collect();
+            let objects: BTreeSet<ObjectRef> = held
+                .iter()
+                .filter_map(|job| object_of(api, context, job))
+                .collect();
             if objects.is_empty() {
                 Report {
                     replica: replica.to_string(),
@@ -252,6 +255,23 @@ fn held_jobs(store: &Store, replica: &str) -> Result<Vec<Job>, Failure> {
         replica: Some(replica.to_string()),
         limit: None,
     })?)
+}
+
+/// The object a job is about. This server resolves no `--kinds` of its own: a kind beyond the
+/// table (a custom resource) is known once the primary's discovery has been registered.
+fn object_of(api: &Api, context: &PassContext, job: &Job) -> Option<ObjectRef> {
+    job_object(job).or_else(|| {
+        let served = api.runtime.block_on(async {
+            match context.primary.connect().await.ok()? {
+                crate::endpoint::Connected::Cluster(cluster) => cluster.discover().await.ok(),
+                crate::endpoint::Connected::Directory(_) => None,
+            }
+        })?;
+        for resource in &served {
+            crate::kinds::register(resource);
+        }
+        job_object(job)
+    })
 }
 
 /// Runs an operation of the watch on the runtime, within [`RETRY_TIMEOUT`].
