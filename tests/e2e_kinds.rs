@@ -383,6 +383,22 @@ async fn a_custom_resource_whose_crd_the_replica_lacks_fails_alone() {
             "the replica does not serve {group}/v1: the CustomResourceDefinition gadgets.{group} is missing there (--sync-crds copies it)"
         )
     );
+    // `serve`, which resolves no --kinds, retries the job of a custom resource too: the kind is
+    // found in the primary's discovery, the job runs again and fails the same way.
+    let id = failed[0]["id"].as_i64().unwrap();
+    let mut server = support::http::ApiServer::start(
+        &dir,
+        &["--primary", &env.arg("primary"), "--replica", &env.arg("replica-2")],
+        &[("K8S_SYNC_ADMIN_PASSWORD", support::watch::ADMIN_PASSWORD)],
+    );
+    server.login_as("admin", support::watch::ADMIN_PASSWORD);
+    let retried = server.request("POST", &format!("/retry?jobid={id}"), None);
+    assert_eq!(retried.status, 200, "{retried}");
+    let job = &retried.json()["job"];
+    assert_eq!(job["status"], "failed", "{retried}");
+    assert_eq!(job["runs"], 2, "run again: {retried}");
+    assert_eq!(job["error"].as_str(), Some(error), "{retried}");
+    drop(server);
     // With --sync-crds the CRD comes first, then the Gadget; the CRD is never pruned.
     pass(
         &dir,
