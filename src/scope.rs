@@ -144,8 +144,11 @@ impl Scope {
         let mut kinds = Vec::new();
         let mut namespaces = BTreeSet::new();
         for (kind, namespace) in objects {
-            kinds.push(kind);
-            namespaces.insert(namespace.to_string());
+            // CRDs are listed as `crds` says, cluster-wide: not a kind of the set.
+            if kind.namespaced {
+                kinds.push(kind);
+                namespaces.insert(namespace.to_string());
+            }
         }
         Scope {
             kinds: KindSet::of(kinds),
@@ -153,7 +156,7 @@ impl Scope {
                 || namespaces.iter().any(|ns| is_sensitive_namespace(ns)),
             namespaces: Some(namespaces),
             excluded: self.excluded.clone(),
-            crds: BTreeSet::new(),
+            crds: self.crds.clone(),
             run_cronjobs: self.run_cronjobs,
         }
     }

@@ -388,7 +388,12 @@ async fn a_custom_resource_whose_crd_the_replica_lacks_fails_alone() {
     let id = failed[0]["id"].as_i64().unwrap();
     let mut server = support::http::ApiServer::start(
         &dir,
-        &["--primary", &env.arg("primary"), "--replica", &env.arg("replica-2")],
+        &[
+            "--primary",
+            &env.arg("primary"),
+            "--replica",
+            &env.arg("replica-2"),
+        ],
         &[("K8S_SYNC_ADMIN_PASSWORD", support::watch::ADMIN_PASSWORD)],
     );
     server.login_as("admin", support::watch::ADMIN_PASSWORD);
@@ -636,7 +641,31 @@ async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
         "{}",
         daemon.output()
     );
-    daemon.terminate();
+    // The CRD deleted on the primary (and so its objects there): the kind is no longer synced,
+    // watch is ready again, and the replica keeps its copy.
+    let api = support::http::ApiServer::attach(daemon);
+    delete_any(
+        &primary,
+        "",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        &dials,
+    )
+    .await;
+    support::testenv::eventually(support::watch::DEADLINE, "the kind dropped, ready", || {
+        let dropped = api
+            .log()
+            .contains("the primary no longer serves these kinds")
+            && api.get("/readyz").status == 200;
+        async move { dropped }
+    })
+    .await;
+    assert!(
+        get_any_if_served(&replica, &ns, &dials, "volume")
+            .await
+            .is_some(),
+        "the copy stays\n{}",
+        api.log()
+    );
 }
 
 /// [`get_any`], `None` too while the server does not serve the resource yet.

@@ -146,6 +146,14 @@ impl Focused<'_> {
         if let Some(recorded) = &self.recorded {
             options = options.with_recorded(recorded);
         }
+        // The CRDs `--sync-crds` syncs, for a retry of one of them.
+        resolve_kinds(
+            pass,
+            &mut options.scope,
+            &primary,
+            std::slice::from_ref(&replica),
+        )
+        .await?;
         options.scope = options
             .scope
             .narrowed(self.objects.iter().map(|r| (r.kind, r.namespace.as_str())));

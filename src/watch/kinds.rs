@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::Watch;
 use super::sources::{pump, spawn_watchers};
-use crate::kinds::{self, Kind};
+use crate::kinds::{self, Kind, KindSelection, KindSet};
 
 /// How soon discovery is asked again after it failed.
 const RETRY: Duration = Duration::from_secs(2);
@@ -53,7 +53,8 @@ pub(super) async fn follow(watch: Arc<Watch>, stop: CancellationToken) {
     }
 }
 
-/// Resolves the selection against the primary's discovery now, and starts what is new.
+/// Resolves the selection against the primary's discovery now, starts what is new and, with
+/// `all`, stops what the primary no longer serves.
 async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), String> {
     let served = watch
         .primary
@@ -64,21 +65,58 @@ async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), Str
         kinds::resolve(&watch.options.selection.kinds, &served).map_err(|e| e.to_string())?;
     let mut pass = (*watch.pass()).clone();
     let before: Vec<&'static Kind> = pass.scope.listed_kinds().collect();
-    pass.scope.kinds = pass.scope.kinds.union(&resolved);
+    // With `all`, a kind beyond the table the primary no longer serves (its CRD deleted) is not
+    // synced any more: its watchers stop and its state goes. Its copies stay on the replicas: a
+    // kind out of scope is neither listed there nor pruned.
+    let gone: Vec<&'static Kind> = match watch.options.selection.kinds {
+        KindSelection::All => pass
+            .scope
+            .kinds
+            .iter()
+            .filter(|k| !k.in_table && !resolved.contains(k))
+            .collect(),
+        _ => Vec::new(),
+    };
+    pass.scope.kinds = KindSet::of(
+        pass.scope
+            .kinds
+            .union(&resolved)
+            .iter()
+            .filter(|k| !gone.contains(k)),
+    );
     if watch.options.selection.sync_crds {
         pass.scope.crds = crate::endpoint::served::crd_names(&pass.scope);
     }
-    let crds_grew = pass.scope.crds != watch.pass().scope.crds;
+    let crds_grew = !pass.scope.crds.is_subset(&watch.pass().scope.crds);
     let new: Vec<&'static Kind> = pass
         .scope
         .listed_kinds()
         .filter(|k| !before.contains(k))
         .collect();
+    let scope = pass.scope.clone();
+    *watch.pass.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pass);
+    if !gone.is_empty() {
+        let names: Vec<String> = gone.iter().map(|k| k.short_name()).collect();
+        warn!(kinds = %names.join(","), "the primary no longer serves these kinds: no longer synced, their copies left in place");
+        watch
+            .kind_stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(kind, stop)| {
+                let stopping = gone.contains(kind);
+                if stopping {
+                    stop.cancel();
+                }
+                !stopping
+            });
+        for kind in &gone {
+            watch.state.remove_kind(kind);
+            watch.forget_watchers_of(kind);
+        }
+    }
     if !new.is_empty() || crds_grew {
         let names: Vec<String> = new.iter().map(|k| k.short_name()).collect();
         info!(kinds = %names.join(","), "syncing kinds the primary serves now");
-        let scope = pass.scope.clone();
-        *watch.pass.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pass);
         watch.state.add_collections(
             super::sources::collections(&scope)
                 .into_iter()

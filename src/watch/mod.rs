@@ -127,6 +127,8 @@ pub struct Watch {
     options: WatchOptions,
     /// The pass options now: `options.pass` with the kinds found since the start.
     pass: std::sync::RwLock<Arc<PassOptions>>,
+    /// What stops each synced kind's watchers, on the primary and the replicas.
+    kind_stops: Mutex<Vec<(&'static crate::kinds::Kind, CancellationToken)>>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     watchers: Mutex<BTreeMap<String, WatcherState>>,
@@ -195,6 +197,7 @@ impl Watch {
         }
         Watch {
             pass: std::sync::RwLock::new(Arc::new(options.pass.clone())),
+            kind_stops: Mutex::default(),
             primary_name: primary_name.to_string(),
             primary,
             primary_health: Health::new(primary_name),

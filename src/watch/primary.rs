@@ -119,6 +119,14 @@ impl PrimaryState {
         }
     }
 
+    /// Stops holding `kind`: its collections and objects go (a kind the primary no longer
+    /// serves, left out of the scope from now on).
+    pub fn remove_kind(&self, kind: &Kind) {
+        let mut inner = self.write();
+        inner.collections.retain(|c, _| c.kind != kind);
+        inner.objects.retain(|r, _| r.kind != kind);
+    }
+
     /// Records the primary's identity, once it answered the question.
     pub fn set_identity(&self, identity: String) {
         self.write().identity = Some(identity);
@@ -209,10 +217,13 @@ impl PrimaryState {
     /// An object was added or changed on the primary.
     pub fn apply(&self, reference: ObjectRef, entry: Entry) -> Change {
         let mut inner = self.write();
-        if inner
-            .objects
-            .get(&reference)
-            .is_some_and(|old| old.change_key == entry.change_key)
+        let watched = inner.collections.keys().any(|c| c.holds(&reference));
+        // An event of a kind no longer synced, late from a watcher being stopped, is dropped.
+        if !watched
+            || inner
+                .objects
+                .get(&reference)
+                .is_some_and(|old| old.change_key == entry.change_key)
         {
             return Change::None;
         }

@@ -92,17 +92,28 @@ pub(super) fn spawn_watchers(
     spawn: &mut dyn FnMut(Task),
     stop: &CancellationToken,
 ) {
+    // One token per kind, so that a kind the primary stops serving can be stopped alone.
+    let stops: Vec<(&'static Kind, CancellationToken)> =
+        kinds.iter().map(|&k| (k, stop.child_token())).collect();
+    let stop_of = |kind: &Kind| {
+        stops
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, t)| t.clone())
+            .expect("a token per kind")
+    };
     for collection in collections(scope)
         .into_iter()
         .filter(|c| kinds.contains(&c.kind))
     {
         let name = watcher_name("primary", &collection);
         watch.mark(&name, WatcherState::Starting);
+        let stop = stop_of(collection.kind);
         spawn(Box::pin(primary_watcher(
             watch.clone(),
             collection,
             name,
-            stop.clone(),
+            stop,
         )));
     }
     for replica in &watch.replicas {
@@ -119,11 +130,16 @@ pub(super) fn spawn_watchers(
                     kind,
                     index,
                     name,
-                    stop.clone(),
+                    stop_of(kind),
                 )));
             }
         }
     }
+    watch
+        .kind_stops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(stops);
 }
 
 fn watcher_name(cluster: &str, collection: &Collection) -> String {
@@ -265,7 +281,7 @@ async fn primary_watcher(
                     // The full pass that follows completeness covers what the listing changed.
                     watch.state.init_done(&collection);
                     failures = 0;
-                    watch.mark(&name, WatcherState::Running);
+                    watch.mark_unless(&stop, &name, WatcherState::Running);
                     watch.authority_changed.notify_waiters();
                 }
                 Some(Ok(watcher::Event::Apply(object))) => {
@@ -288,7 +304,7 @@ async fn primary_watcher(
         };
         let reason = error.unwrap_or_else(|| "the primary answers again after an outage".into());
         watch.lose(&collection, &reason);
-        watch.mark(&name, WatcherState::Recovering(reason));
+        watch.mark_unless(&stop, &name, WatcherState::Recovering(reason));
         failures += 1;
         let pause = RetryPolicy::WATCH_RESTART.delay(failures, None);
         tokio::select! {
@@ -319,13 +335,15 @@ pub(super) async fn pump<K>(
                 // A stream resumed after an error does not list again: its first event (or the
                 // end of a relist) shows it runs.
                 if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                    watch.mark(name, WatcherState::Running);
+                    watch.mark_unless(stop, name, WatcherState::Running);
                 }
                 handle(event);
             }
-            Some(Err(error)) if unserved(&error) => watch.mark(name, WatcherState::Unserved),
+            Some(Err(error)) if unserved(&error) => {
+                watch.mark_unless(stop, name, WatcherState::Unserved)
+            }
             Some(Err(error)) => {
-                watch.mark(name, WatcherState::Recovering(error.to_string()));
+                watch.mark_unless(stop, name, WatcherState::Recovering(error.to_string()));
             }
         }
     }

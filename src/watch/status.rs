@@ -98,6 +98,42 @@ impl Watch {
         json!({"primary": primary, "replicas": replicas, "watchers": watchers, "leader": leader})
     }
 
+    /// Drops the watchers of `kind` from the status and the metric (the kind is no longer
+    /// synced).
+    pub(super) fn forget_watchers_of(&self, kind: &crate::kinds::Kind) {
+        let suffix = format!("/{}", kind.short_name());
+        let infix = format!("/{}/", kind.short_name());
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|name, _| {
+            let of_kind = name.ends_with(&suffix) || name.contains(&infix);
+            if of_kind {
+                let _ = self.metrics.watchers.remove_label_values(&[name]);
+            }
+            !of_kind
+        });
+    }
+
+    /// [`mark`](Self::mark), unless `stop` is cancelled: a watcher stopped with its kind leaves
+    /// no state behind (checked under the lock that [`forget_watchers_of`](Self::forget_watchers_of)
+    /// takes after cancelling).
+    pub(super) fn mark_unless(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+        watcher: &str,
+        state: WatcherState,
+    ) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if stop.is_cancelled() {
+            return;
+        }
+        let running = i64::from(state == WatcherState::Running);
+        self.metrics
+            .watchers
+            .with_label_values(&[watcher])
+            .set(running);
+        watchers.insert(watcher.to_string(), state);
+    }
+
     /// Records a watcher's state in the status and the metric.
     pub(super) fn mark(&self, watcher: &str, state: WatcherState) {
         let running = i64::from(state == WatcherState::Running);
