@@ -48,8 +48,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write a normalized snapshot of a source to a directory, or verify one.
     ///
-    /// Writes one YAML file per object (DIR/<namespace>/<kind>/<name>.yaml) and a manifest
-    /// with each object's change key, each file's sha256 and a root hash over them. Secret
+    /// Writes one YAML file per object (DIR/<namespace>/<resource>/<name>.yaml, the resource
+    /// as `plural.group` beyond the core group; CRDs under DIR/_cluster/) and a manifest with
+    /// each object's change key, each file's sha256 and a root hash over them. Secret
     /// values are redacted unless --include-secret-data is given. A snapshot directory can be
     /// used as a --primary or --replica later.
     #[command(after_long_help = concat!(
@@ -69,6 +70,7 @@ pub enum Command {
         "Examples:\n",
         "  k8s-sync apply --primary target/testenv/primary.kubeconfig --replica-dir target/testenv/replicas\n",
         "  k8s-sync apply --primary prod.kubeconfig#admin --replica dr=dr.kubeconfig --dry-run\n",
+        "  k8s-sync apply --primary prod.kubeconfig --replica dr.kubeconfig --sync-namespaces shop --kinds all --sync-crds\n",
         "  k8s-sync --primary prod.kubeconfig --replica-dir replicas/ --sync-once   (the original form)\n\n",
         "Exit codes:\n  0  every change applied\n",
         "  1  some objects failed, were left as conflicts, or prunes were held over --max-prune\n",
