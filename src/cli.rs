@@ -12,9 +12,10 @@ Exit codes:
 
 /// Keeps replica Kubernetes clusters in step with a primary.
 ///
-/// Each pass reads the primary's Deployments, StatefulSets, ConfigMaps, Secrets and
-/// PersistentVolumeClaims, normalizes them (volatile fields stripped), keys each by the sha256
-/// of its canonical form, and compares them with every replica. A source or replica is a
+/// Each pass reads the primary's objects (Deployments, StatefulSets, ConfigMaps, Secrets and
+/// PersistentVolumeClaims by default; with --kinds any namespaced kind, custom resources
+/// included), normalizes them (volatile fields stripped), keys each by the sha256 of its
+/// canonical form, and compares them with every replica. A source or replica is a
 /// directory of manifests (or a snapshot archive) or a kubeconfig file (`FILE#CONTEXT`).
 #[derive(Debug, Parser)]
 #[command(name = "k8s-sync", version, after_long_help = EXIT_CODES)]

@@ -208,6 +208,12 @@ pub async fn plan(
         Some(store) => deferred_prunes(store, replica, &options.scope, focus)?,
         None => HashMap::new(),
     };
+    // A kind the source's own state says is incomplete is not authoritative, whatever else does.
+    let authority =
+        |kind: &crate::kinds::Kind| match desired.incomplete.iter().find(|(k, _)| *k == kind) {
+            Some((_, reason)) => Err(reason.clone()),
+            None => safety.authority.authority(kind),
+        };
     let context = Context {
         desired,
         live,
@@ -216,7 +222,7 @@ pub async fn plan(
             .managed
             .unwrap_or_else(|| safety::managed(desired, live)),
         deferred: &deferred,
-        authority: safety.authority,
+        authority: &authority,
         budget: safety.budget,
     };
     let cancelled = safety::gate(&mut plan, &options.prune, &context);

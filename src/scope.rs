@@ -102,6 +102,9 @@ pub struct Scope {
     /// Keep CronJobs' schedules running on replicas (`--run-cronjobs`) instead of suspending
     /// the copies.
     pub run_cronjobs: bool,
+    /// The synced kinds of the whole pass, when this scope is cut down to a few objects
+    /// ([`Scope::narrowed`]): an object's owner is of a synced kind by these, not by the few.
+    pub owners: Option<KindSet>,
 }
 
 impl Scope {
@@ -112,6 +115,11 @@ impl Scope {
             .then_some(&CRD)
             .into_iter()
             .chain(self.kinds.iter())
+    }
+
+    /// The kinds an object's controller must be of for the object to be left to it.
+    pub fn owner_kinds(&self) -> &KindSet {
+        self.owners.as_ref().unwrap_or(&self.kinds)
     }
 
     /// Whether a namespace is synced.
@@ -158,6 +166,7 @@ impl Scope {
             excluded: self.excluded.clone(),
             crds: self.crds.clone(),
             run_cronjobs: self.run_cronjobs,
+            owners: Some(self.owner_kinds().clone()),
         }
     }
 
@@ -268,6 +277,11 @@ mod tests {
         );
         assert_eq!(scope.admits(cm, "shop", &object), Ok(()));
         let narrowed = scope.narrowed([(cm, "k8s-sync")]);
+        assert_eq!(
+            narrowed.owner_kinds(),
+            &scope.kinds,
+            "owners are of the whole pass"
+        );
         assert_eq!(
             narrowed.admits(cm, "k8s-sync", &object),
             Err(Skip::ExcludedNamespace),

@@ -146,6 +146,10 @@ pub struct Snapshot {
     pub skipped: BTreeMap<String, usize>,
     /// Kinds the cluster does not serve (a replica without a custom resource's CRD).
     pub unserved: Vec<&'static Kind>,
+    /// Kinds whose state here is not complete, and why (an object of the kind at a version
+    /// k8s-sync does not read it at; its CRD being deleted on the source): a source's state of
+    /// them drives no prune.
+    pub incomplete: Vec<(&'static Kind, String)>,
 }
 
 /// An object that cannot be part of a snapshot.
@@ -236,6 +240,19 @@ impl Snapshot {
             .and_then(Value::as_str)
             .unwrap_or("");
         let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        if let Some(known) =
+            kinds::by_group_kind(kinds::split_api_version(api_version).0, kind_name).filter(|k| {
+                k.version != kinds::split_api_version(api_version).1 && scope.kinds.contains(k)
+            })
+        {
+            let reason = format!(
+                "{origin} is a {kind_name} at {api_version}, which k8s-sync reads at {}",
+                known.api_version()
+            );
+            if !self.incomplete.iter().any(|(k, _)| *k == known) {
+                self.incomplete.push((known, reason));
+            }
+        }
         let Some(kind) = kinds::by_type(api_version, kind_name) else {
             let label = if kind_name.is_empty() {
                 "object without kind".to_string()
@@ -352,7 +369,7 @@ fn synced_controller(object: &Value, scope: &Scope) -> Option<String> {
             .unwrap_or_default()
     };
     scope
-        .kinds
+        .owner_kinds()
         .contains_type(field("apiVersion"), field("kind"))
         .then(|| format!("{}/{}", field("kind"), field("name")))
 }

@@ -717,3 +717,38 @@ fn kinds_beyond_the_table_come_from_a_directorys_files() {
     run.expect_code(2);
     assert!(run.stderr().contains("pods is never synced"), "{run}");
 }
+
+#[test]
+fn a_manifest_at_another_version_holds_its_kind_rather_than_prune_its_copies() {
+    let dir = TestDir::new();
+    // An HPA written at autoscaling/v1; k8s-sync reads HPAs at v2, so this one is not compared.
+    dir.write(
+        "primary/hpa.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  maxReplicas: 3\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n",
+    );
+    // The replica's copy, written by k8s-sync from this primary before.
+    dir.write(
+        "replica/hpa.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n    k8s-sync.io/source: primary\n    k8s-sync.io/change-key: sha256:0000000000000000000000000000000000000000000000000000000000000000\nspec:\n  maxReplicas: 3\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n",
+    );
+    let run = dir.cmd(&[
+        "diff",
+        "--primary",
+        "primary",
+        "--replica",
+        "replica",
+        "--kinds",
+        "horizontalpodautoscalers",
+        "-o",
+        "json",
+    ]);
+    run.expect_code(1);
+    let json = run.json();
+    let replica = &json["replicas"][0];
+    assert_eq!(replica["summary"]["prune"], 0, "{run}");
+    let waiting = replica["waiting"].to_string();
+    assert!(
+        waiting.contains("at autoscaling/v1, which k8s-sync reads at autoscaling/v2"),
+        "{run}"
+    );
+}

@@ -14,6 +14,10 @@ use support::passes::pass;
 use support::testenv::TestEnv;
 use support::{Run, TestDir};
 
+/// Held by the tests that create CRDs on the primary or sync every CRD it has: a CRD one test
+/// makes would be copied by another's `--kinds all --sync-crds`, and found as drift by its diff.
+static DEFINITIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The primary's ClusterRole and IngressClass the application refers to, which no replica has.
 async fn primary_only_cluster_objects(env: &TestEnv) {
     let primary = env.client("primary").await;
@@ -49,6 +53,7 @@ fn all_kinds(dir: &TestDir, env: &TestEnv, command: &str, ns: &str, extra: &[&st
 #[tokio::test]
 async fn a_whole_application_syncs_with_one_command_and_stays_in_step() {
     let Some(env) = TestEnv::get() else { return };
+    let _definitions = DEFINITIONS.lock().await;
     primary_only_cluster_objects(&env).await;
     let ns = env.namespace("app", &["primary"]).await;
     let primary = env.client("primary").await;
@@ -235,6 +240,7 @@ fn owned_by(object: &mut Value, owner: &Value) {
 #[tokio::test]
 async fn owned_objects_are_left_to_their_owner_and_earlier_copies_released() {
     let Some(env) = TestEnv::get() else { return };
+    let _definitions = DEFINITIONS.lock().await;
     let ns = env.namespace("owned", &["primary"]).await;
     let primary = env.client("primary").await;
     let group = format!("certs-{}.k8s-sync.test", &ns[6..]);
@@ -342,6 +348,7 @@ async fn owned_objects_are_left_to_their_owner_and_earlier_copies_released() {
 #[tokio::test]
 async fn a_custom_resource_whose_crd_the_replica_lacks_fails_alone() {
     let Some(env) = TestEnv::get() else { return };
+    let _definitions = DEFINITIONS.lock().await;
     let ns = env.namespace("nocrd", &["primary"]).await;
     let primary = env.client("primary").await;
     let group = format!("gadgets-{}.k8s-sync.test", &ns[6..]);
@@ -404,6 +411,18 @@ async fn a_custom_resource_whose_crd_the_replica_lacks_fails_alone() {
     assert_eq!(job["runs"], 2, "run again: {retried}");
     assert_eq!(job["error"].as_str(), Some(error), "{retried}");
     drop(server);
+    // A dry run with --sync-crds applies no CRD: the Gadget is counted, not validated.
+    let dry = pass(
+        &dir,
+        &env,
+        "apply",
+        "primary",
+        &["replica-2"],
+        &ns,
+        &["--kinds", &kinds, "--sync-crds", "--dry-run", "-o", "json"],
+    );
+    dry.expect_code(0);
+    assert_eq!(report(&dry.json(), "replica-2")["unvalidated"], 1, "{dry}");
     // With --sync-crds the CRD comes first, then the Gadget; the CRD is never pruned.
     pass(
         &dir,
@@ -466,6 +485,7 @@ async fn resource_of(client: &kube::Client, object: &Value) -> String {
 #[tokio::test]
 async fn prune_adopt_and_prune_safety_hold_for_every_kind() {
     let Some(env) = TestEnv::get() else { return };
+    let _definitions = DEFINITIONS.lock().await;
     primary_only_cluster_objects(&env).await;
     // The replica of the older Kubernetes version: every kind's defaults differ a little.
     let target = support::testenv::OLD_CLUSTER;
@@ -584,6 +604,7 @@ async fn on_replica(
 #[tokio::test]
 async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
     let Some(env) = TestEnv::get() else { return };
+    let _definitions = DEFINITIONS.lock().await;
     let ns = env.namespace("latercrd", &["primary"]).await;
     let dir = TestDir::new();
     let daemon = support::watch::start_watch_with(

@@ -265,8 +265,10 @@ pub async fn apply(
     let unvalidated = |change: &Change| {
         options.dry_run && created_namespaces.contains(&change.namespace.as_str())
     };
-    // Kinds the replica lacks; those whose CRD this pass applies are served once it is.
+    // Kinds the replica lacks; those whose CRD this pass applies are served once it is (in a
+    // dry run, which applies no CRD, their objects are counted as not validated).
     let mut unserved: Vec<&Kind> = live.unserved.clone();
+    let mut defined_in_dry_run: Vec<&Kind> = Vec::new();
     for (stage, changes) in stages {
         let definitions = stage == Stage::Definitions as u8;
         // The futures are made before the stream, not inside a `map` closure: a closure
@@ -277,7 +279,10 @@ pub async fn apply(
                 change,
                 desired,
                 live,
-                unvalidated: unvalidated(change),
+                unvalidated: unvalidated(change)
+                    || defined_in_dry_run
+                        .iter()
+                        .any(|k| std::ptr::eq(*k, change.kind)),
                 unserved: unserved.iter().any(|k| std::ptr::eq(*k, change.kind)),
             };
             jobs.push(run_job(cluster, job, journal, options));
@@ -289,7 +294,7 @@ pub async fn apply(
         let mut served = Vec::new();
         for (change, result) in results {
             let outcome = result?;
-            if definitions && !options.dry_run && matches!(outcome, Outcome::Done(_)) {
+            if definitions && matches!(outcome, Outcome::Done(_)) {
                 served.push(change.name.clone());
             }
             match (outcome, change.action) {
@@ -316,9 +321,12 @@ pub async fn apply(
             // The custom resources of a CRD just applied can be written once the server
             // serves them (it establishes the CRD within a second or so).
             for name in served.drain(..) {
-                if let Some(position) = unserved.iter().position(|k| k.resource() == name)
-                    && cluster.wait_served(unserved[position]).await
-                {
+                let Some(position) = unserved.iter().position(|k| k.resource() == name) else {
+                    continue;
+                };
+                if options.dry_run {
+                    defined_in_dry_run.push(unserved.remove(position));
+                } else if cluster.wait_served(unserved[position]).await {
                     unserved.remove(position);
                 }
             }

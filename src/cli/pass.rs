@@ -58,6 +58,7 @@ impl ScopeArgs {
                 .unwrap_or_else(KindSet::empty),
             crds: Default::default(),
             run_cronjobs: self.run_cronjobs,
+            owners: None,
             namespaces: (!self.sync_namespaces.is_empty())
                 .then(|| self.sync_namespaces.iter().cloned().collect()),
             allow_sensitive_namespaces: self.allow_sensitive_namespaces,

@@ -11,7 +11,7 @@ pub mod render;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::kinds::{CRD, Kind};
+use crate::kinds::Kind;
 use crate::normalize::ChangeKey;
 use crate::secret::{self, SecretKeys};
 use crate::snapshot::{Entry, ObjectRef, Snapshot};
@@ -251,17 +251,8 @@ impl Plan {
     pub fn new(replica: &str, desired: &Snapshot, live: &Snapshot, options: PlanOptions) -> Self {
         let mut changes = Vec::new();
         let ours = |have: &Entry| have.applied.as_ref().is_some_and(|a| desired.owns(a));
-        let needed = needed_definitions(desired);
         for (reference, want) in &desired.objects {
             let have = live.objects.get(reference);
-            // A CRD is copied for the custom resources that need it (or kept in step once
-            // copied), not for every CRD the primary has.
-            if reference.kind.is(CRD.group, CRD.kind)
-                && have.is_none()
-                && !needed.contains(&reference.name)
-            {
-                continue;
-            }
             // The owner's controller makes the object on each cluster: it is never copied, and
             // a copy made before is released.
             if want.owned_by.is_some() || have.is_some_and(|h| h.owned_by.is_some()) {
@@ -334,18 +325,6 @@ impl Plan {
     pub fn drifted(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.action.is_drift())
     }
-}
-
-/// The CRDs `desired`'s custom resources need, by name (`plural.group`).
-fn needed_definitions(desired: &Snapshot) -> std::collections::BTreeSet<String> {
-    let mut kinds: Vec<&'static Kind> = Vec::new();
-    for (reference, entry) in &desired.objects {
-        if !reference.kind.in_table && entry.owned_by.is_none() && !kinds.contains(&reference.kind)
-        {
-            kinds.push(reference.kind);
-        }
-    }
-    kinds.into_iter().map(Kind::resource).collect()
 }
 
 fn compare(

@@ -389,16 +389,17 @@ fn snap_in(source: &str, objects: Vec<Value>, scope: &Scope) -> Snapshot {
 }
 
 #[test]
-fn a_crd_is_copied_only_for_the_resources_that_need_it_and_never_pruned() {
+fn a_crd_of_a_synced_kind_is_copied_before_any_of_its_objects_and_never_pruned() {
     let scope = crd_scope();
-    // No Widget is synced: the CRD is not copied.
+    // No Widget yet: the CRD of a synced kind is copied all the same, so that the first
+    // Widget finds it (a pass of that one object would not copy it).
     let plan = Plan::new(
         "r",
         &snap_in("primary", vec![crd()], &scope),
         &snap("r", vec![]),
         PlanOptions::default(),
     );
-    assert!(plan.changes.is_empty(), "{plan:#?}");
+    assert_eq!(only(&plan).action, Action::Create);
     // Gone from the primary, a copied CRD is kept.
     let mut copy = crd();
     copy["metadata"]["annotations"] = json!({SOURCE_ANNOTATION: "primary",

@@ -135,6 +135,7 @@ impl Connected {
                 let listing = cluster.list(scope, unserved_ok).await?;
                 let mut snapshot = Snapshot::build(name, listing.objects, scope)?;
                 snapshot.unserved = listing.unserved;
+                snapshot.incomplete.extend(listing.incomplete);
                 for namespace in &listing.namespaces {
                     snapshot.add_namespace(namespace, scope);
                 }

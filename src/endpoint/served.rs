@@ -57,13 +57,14 @@ pub async fn resolve(
 }
 
 /// The names of the CRDs the scope's custom resources would have: `plural.group` of every kind
-/// outside the table whose group is a domain (built-in groups without a dot have no CRD; an
-/// aggregated API's resources have none either, and the listing simply finds none).
+/// outside the table whose group is a domain (`gateway.networking.k8s.io`'s too; built-in groups
+/// without a dot have no CRD, an aggregated API's resources have none either, and the listing
+/// simply finds none).
 pub fn crd_names(scope: &Scope) -> BTreeSet<String> {
     scope
         .kinds
         .iter()
-        .filter(|k| !k.in_table && k.group.contains('.') && !k.group.ends_with(".k8s.io"))
+        .filter(|k| !k.in_table && k.group.contains('.'))
         .map(|k| k.resource())
         .collect()
 }

@@ -74,7 +74,8 @@ pub struct Kind {
 
 impl Kind {
     /// A kind met through discovery or in a manifest, with no row of its own: applied last,
-    /// nothing known to be immutable, re-creatable, pruned like any other.
+    /// nothing known to be immutable, pruned like any other, never deleted to be re-created
+    /// (deleting a custom resource may do things outside the cluster).
     pub const fn discovered(
         kind: &'static str,
         group: &'static str,
@@ -91,7 +92,7 @@ impl Kind {
             stage: Stage::Rest,
             immutable: &[],
             mutable_exceptions: &[],
-            recreatable: true,
+            recreatable: false,
             holds_data: false,
             never_pruned: false,
             suspended_on_replicas: false,

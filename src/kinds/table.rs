@@ -22,6 +22,7 @@ const fn row(
     let mut kind = Kind::discovered(kind, group, version, plural, true);
     kind.stage = stage;
     kind.in_table = true;
+    kind.recreatable = true;
     kind
 }
 

@@ -323,3 +323,22 @@ fn only_rbac_names_are_path_segments() {
         .collect();
     assert_eq!(rows, ["roles", "rolebindings"]);
 }
+
+#[test]
+fn only_rows_of_the_table_are_recreated() {
+    let custom = register(&served(
+        "recreate.example.com",
+        "v1",
+        "Thing",
+        "things",
+        true,
+    ));
+    assert!(!custom.recreatable);
+    let recreated: Vec<_> = TABLE
+        .iter()
+        .filter(|k| !k.recreatable)
+        .map(|k| k.plural)
+        .collect();
+    assert_eq!(recreated, ["persistentvolumeclaims"]);
+    assert!(!CRD.recreatable);
+}

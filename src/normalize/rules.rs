@@ -14,7 +14,7 @@ pub use super::table::RULES;
 pub enum Applies {
     /// Every synced kind.
     All,
-    /// Only the kinds with these `kind` names.
+    /// Only the kind table's rows with these `kind` names.
     To(&'static [&'static str]),
 }
 
@@ -108,7 +108,9 @@ impl Rule {
     pub fn applies_to(&self, kind: &Kind) -> bool {
         match self.applies {
             Applies::All => true,
-            Applies::To(kinds) => kinds.contains(&kind.kind),
+            // Rows of the kind table only: another group's `StatefulSet` (OpenKruise's) or
+            // `Service` (Knative's) is not the built-in kind these rules are written for.
+            Applies::To(kinds) => kind.in_table && kinds.contains(&kind.kind),
         }
     }
 }

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::Watch;
 use super::sources::{pump, spawn_watchers};
-use crate::kinds::{self, Kind, KindSelection, KindSet};
+use crate::kinds::{self, CRD, Kind, KindSelection, KindSet};
 
 /// How soon discovery is asked again after it failed.
 const RETRY: Duration = Duration::from_secs(2);
@@ -64,10 +64,10 @@ async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), Str
     let resolved =
         kinds::resolve(&watch.options.selection.kinds, &served).map_err(|e| e.to_string())?;
     let mut pass = (*watch.pass()).clone();
-    let before: Vec<&'static Kind> = pass.scope.listed_kinds().collect();
     // With `all`, a kind beyond the table the primary no longer serves (its CRD deleted) is not
     // synced any more: its watchers stop and its state goes. Its copies stay on the replicas: a
-    // kind out of scope is neither listed there nor pruned.
+    // kind out of scope is neither listed there nor pruned, and until its state goes no state
+    // of it is authoritative (its CRD was marked terminating first).
     let gone: Vec<&'static Kind> = match watch.options.selection.kinds {
         KindSelection::All => pass
             .scope
@@ -84,44 +84,50 @@ async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), Str
             .iter()
             .filter(|k| !gone.contains(k)),
     );
-    if watch.options.selection.sync_crds {
+    let crds_grew = watch.options.selection.sync_crds && {
         pass.scope.crds = crate::endpoint::served::crd_names(&pass.scope);
-    }
-    let crds_grew = !pass.scope.crds.is_subset(&watch.pass().scope.crds);
-    let new: Vec<&'static Kind> = pass
+        !pass.scope.crds.is_subset(&watch.pass().scope.crds)
+    };
+    let watched: Vec<&'static Kind> = watch
+        .kind_stops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    let mut new: Vec<&'static Kind> = pass
         .scope
         .listed_kinds()
-        .filter(|k| !before.contains(k))
+        .filter(|k| !watched.contains(k))
         .collect();
+    // The CRDs' watchers list with the scope's filter of names: more names, a new listing.
+    if crds_grew && !new.contains(&&CRD) {
+        stop_kinds(watch, &[&CRD]);
+        watch
+            .state
+            .lose_kind(&CRD, "the CRDs to sync changed; listing them again");
+        new.push(&CRD);
+    }
     let scope = pass.scope.clone();
+    // Collections before the scope names their kinds, so that no pass sees a kind without one.
+    watch.state.add_collections(
+        super::sources::collections(&scope)
+            .into_iter()
+            .filter(|c| new.contains(&c.kind)),
+    );
     *watch.pass.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pass);
     if !gone.is_empty() {
         let names: Vec<String> = gone.iter().map(|k| k.short_name()).collect();
         warn!(kinds = %names.join(","), "the primary no longer serves these kinds: no longer synced, their copies left in place");
-        watch
-            .kind_stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(kind, stop)| {
-                let stopping = gone.contains(kind);
-                if stopping {
-                    stop.cancel();
-                }
-                !stopping
-            });
+        stop_kinds(watch, &gone);
         for kind in &gone {
             watch.state.remove_kind(kind);
             watch.forget_watchers_of(kind);
         }
     }
-    if !new.is_empty() || crds_grew {
+    if !new.is_empty() {
         let names: Vec<String> = new.iter().map(|k| k.short_name()).collect();
         info!(kinds = %names.join(","), "syncing kinds the primary serves now");
-        watch.state.add_collections(
-            super::sources::collections(&scope)
-                .into_iter()
-                .filter(|c| new.contains(&c.kind)),
-        );
         spawn_watchers(
             watch,
             &new,
@@ -129,16 +135,35 @@ async fn refresh(watch: &Arc<Watch>, stop: &CancellationToken) -> Result<(), Str
             &mut |task| drop(tokio::spawn(task)),
             stop,
         );
-        // What the watchers running already filtered out by the old scope (a CRD now needed)
-        // is seen only by listing again.
-        watch.relist.send_modify(|generation| *generation += 1);
+        // A full pass follows once they are listed: it copies a new CRD before the objects
+        // that need it, which passes of one object each would not.
+        watch
+            .losses
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     watch.state.set_kinds_unknown(None);
     watch.authority_changed.notify_waiters();
     Ok(())
 }
 
-/// Wakes `changed` whenever a CRD is added, changed or deleted on the primary.
+/// Cancels the watchers of `kinds`.
+fn stop_kinds(watch: &Watch, kinds: &[&Kind]) {
+    watch
+        .kind_stops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(kind, stop)| {
+            let stopping = kinds.contains(kind);
+            if stopping {
+                stop.cancel();
+            }
+            !stopping
+        });
+}
+
+/// Wakes `changed` whenever a CRD is added, changed or deleted on the primary. A CRD being
+/// deleted there makes its kind's state not authoritative at once: the server is about to delete
+/// every object of it, and those deletions must not reach the replicas.
 async fn watch_definitions(
     watch: Arc<Watch>,
     changed: Arc<tokio::sync::Notify>,
@@ -146,12 +171,28 @@ async fn watch_definitions(
 ) {
     let api: Api<CustomResourceDefinition> = Api::all(watch.primary.client());
     let events = watcher(api, watcher::Config::default()).default_backoff();
-    let name = "primary/customresourcedefinitions";
+    let name = "primary/definitions";
     watch.mark(name, super::WatcherState::Starting);
-    pump(&watch, name, events, &stop, |event| {
-        if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = event {
+    pump(&watch, name, events, &stop, |event| match event {
+        watcher::Event::Apply(crd) | watcher::Event::InitApply(crd) => {
+            if crd.metadata.deletion_timestamp.is_some() {
+                let (group, plural) = (&crd.spec.group, &crd.spec.names.plural);
+                if let Some(kind) = watch
+                    .pass()
+                    .scope
+                    .kinds
+                    .iter()
+                    .find(|k| k.group == group && k.plural == plural)
+                {
+                    warn!(crd = ?crd.metadata.name, "a CRD is being deleted on the primary: its objects' deletions are not synced");
+                    watch.state.hold_kind(kind, "its CRD is being deleted on the primary");
+                    watch.authority_changed.notify_waiters();
+                }
+            }
             changed.notify_one();
         }
+        watcher::Event::Delete(_) => changed.notify_one(),
+        watcher::Event::Init | watcher::Event::InitDone => {}
     })
     .await;
 }

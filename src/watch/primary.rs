@@ -42,6 +42,9 @@ struct CollectionState {
     buffer: Option<HashMap<ObjectRef, Entry>>,
     /// Why the stream last failed.
     error: Option<String>,
+    /// Why no listing of it is authoritative any more, whatever comes (its CRD is being
+    /// deleted on the primary, which deletes every object of it).
+    held: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +119,27 @@ impl PrimaryState {
         let mut inner = self.write();
         for collection in collections {
             inner.collections.entry(collection).or_default();
+        }
+    }
+
+    /// Marks every collection of `kind` incomplete, for `reason`: its listing no longer tells
+    /// what the primary means to keep (its CRD is being deleted there).
+    pub fn lose_kind(&self, kind: &Kind, reason: &str) {
+        let mut inner = self.write();
+        for (_, state) in inner.collections.iter_mut().filter(|(c, _)| c.kind == kind) {
+            state.complete = false;
+            state.buffer = None;
+            state.error = Some(reason.to_string());
+        }
+    }
+
+    /// Holds `kind` for good: no listing of it is authoritative again, for `reason` (its CRD is
+    /// being deleted on the primary).
+    pub fn hold_kind(&self, kind: &Kind, reason: &str) {
+        self.lose_kind(kind, reason);
+        let mut inner = self.write();
+        for (_, state) in inner.collections.iter_mut().filter(|(c, _)| c.kind == kind) {
+            state.held = Some(reason.to_string());
         }
     }
 
@@ -277,6 +301,18 @@ impl PrimaryState {
         }
         if self.named.is_none() && inner.identity.is_none() {
             return Err("the primary's identity is not known yet".into());
+        }
+        // A kind with no collection is not synced (not found yet, or no longer served): its
+        // state of no object proves nothing.
+        if !inner.collections.keys().any(|c| c.kind == kind) {
+            return Err(format!("{} are not synced now", kind.short_name()));
+        }
+        if let Some(held) = inner
+            .collections
+            .iter()
+            .find_map(|(c, s)| s.held.as_ref().filter(|_| c.kind == kind))
+        {
+            return Err(format!("{}: {held}", kind.short_name()));
         }
         let incomplete = inner
             .collections

@@ -196,11 +196,14 @@ fn to_raw(kind: &Kind, mut object: DynamicObject, origin: &str) -> Option<RawObj
 fn reference_of(kind: &'static Kind, object: &DynamicObject) -> Option<ObjectRef> {
     Some(ObjectRef {
         kind,
-        namespace: object
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        namespace: match kind.namespaced {
+            true => object
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            false => String::new(),
+        },
         name: object.metadata.name.clone()?,
     })
 }
@@ -272,7 +275,7 @@ async fn primary_watcher(
                 Some(Err(error)) => break Some(error.to_string()),
                 Some(Ok(watcher::Event::Init)) => watch.state.init(&collection),
                 Some(Ok(watcher::Event::InitApply(object))) => {
-                    watch.count_event(kind.kind, "init");
+                    watch.count_event(kind.id(), "init");
                     if let Some((reference, entry)) = watch.primary_entry(kind, object) {
                         watch.state.init_apply(&collection, reference, entry);
                     }
@@ -285,7 +288,7 @@ async fn primary_watcher(
                     watch.authority_changed.notify_waiters();
                 }
                 Some(Ok(watcher::Event::Apply(object))) => {
-                    watch.count_event(kind.kind, "apply");
+                    watch.count_event(kind.id(), "apply");
                     if let Some((reference, entry)) = watch.primary_entry(kind, object)
                         && watch.state.apply(reference.clone(), entry) == Change::Applied
                     {
@@ -293,7 +296,7 @@ async fn primary_watcher(
                     }
                 }
                 Some(Ok(watcher::Event::Delete(object))) => {
-                    watch.count_event(kind.kind, "delete");
+                    watch.count_event(kind.id(), "delete");
                     if let Some(reference) = reference_of(kind, &object)
                         && watch.state.delete(&reference) == Change::Deleted
                     {

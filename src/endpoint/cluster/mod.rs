@@ -124,6 +124,8 @@ pub struct Listing {
     pub namespaces: Vec<String>,
     /// Kinds the server does not serve.
     pub unserved: Vec<&'static crate::kinds::Kind>,
+    /// Kinds whose CRD is being deleted on the server, and why that matters.
+    pub incomplete: Vec<(&'static crate::kinds::Kind, String)>,
 }
 
 impl Cluster {

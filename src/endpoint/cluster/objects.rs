@@ -26,6 +26,9 @@ impl Cluster {
             .into_iter()
             .filter_map(|ns| ns.pointer("/metadata/name")?.as_str().map(str::to_string))
             .collect();
+        if !unserved_ok {
+            listing.incomplete = self.terminating_definitions(scope).await;
+        }
         for kind in scope.listed_kinds() {
             let mut paths: Vec<String> = match &scope.namespaces {
                 Some(only) if kind.namespaced => only
@@ -67,6 +70,29 @@ impl Cluster {
             }
         }
         Ok(listing)
+    }
+
+    /// The scope's custom resource kinds whose CRD is being deleted on this (source) cluster:
+    /// the server is deleting every object of them, and those deletions must not reach the
+    /// replicas. One GET per such kind and pass; a CRD that cannot be read is not reported.
+    async fn terminating_definitions(&self, scope: &Scope) -> Vec<(&'static Kind, String)> {
+        let mut terminating = Vec::new();
+        for kind in scope
+            .kinds
+            .iter()
+            .filter(|k| !k.in_table && k.group.contains('.'))
+        {
+            let request = kube::core::Request::new(crate::kinds::CRD.url_path(None))
+                .get(&kind.resource(), &Default::default())
+                .expect("get requests always build");
+            let what = format!("get customresourcedefinition {}", kind.resource());
+            if let Ok(crd) = self.send(&what, request, false).await
+                && crd.pointer("/metadata/deletionTimestamp").is_some()
+            {
+                terminating.push((kind, "its CRD is being deleted on the primary".to_string()));
+            }
+        }
+        terminating
     }
 
     async fn list_path(&self, path: &str, what: &str) -> Result<Vec<Value>, Error> {

@@ -184,3 +184,26 @@ fn no_state_is_authoritative_while_the_synced_kinds_are_unknown() {
     listed(&state, &configmaps(None), &[("shop", "a", "1")]);
     assert_eq!(state.complete(), Ok(()));
 }
+
+#[test]
+fn a_kind_held_for_its_crd_deletion_stays_held_through_a_relist() {
+    let state = PrimaryState::new(vec![configmaps(None)], Some("primary".into()), Vec::new());
+    state.namespaces_listed();
+    listed(&state, &configmaps(None), &[("shop", "a", "1")]);
+    let kind = by_plural("configmaps").unwrap();
+    assert_eq!(state.authority(kind), Ok(()));
+    state.hold_kind(kind, "its CRD is being deleted on the primary");
+    assert!(
+        state
+            .authority(kind)
+            .unwrap_err()
+            .contains("CRD is being deleted")
+    );
+    // A new listing (the watch restarted) does not lift it.
+    listed(&state, &configmaps(None), &[]);
+    assert!(state.authority(kind).is_err());
+    assert!(state.complete().is_err());
+    // Gone from the scope: not synced, still not authoritative.
+    state.remove_kind(kind);
+    assert!(state.authority(kind).unwrap_err().contains("not synced"));
+}
