@@ -605,6 +605,8 @@ async fn on_replica(
 async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
     let Some(env) = TestEnv::get() else { return };
     let _definitions = DEFINITIONS.lock().await;
+    let primary = env.client("primary").await;
+    release_held_definitions(&primary).await;
     let ns = env.namespace("latercrd", &["primary"]).await;
     let dir = TestDir::new();
     let daemon = support::watch::start_watch_with(
@@ -616,7 +618,6 @@ async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
         "watch.log",
         &["--kinds", "all", "--sync-crds"],
     );
-    let primary = env.client("primary").await;
     let group = format!("later-{}.k8s-sync.test", &ns[9..]);
     apply_manifests(&primary, "", &[definition(&group, "Dial", "dials")]).await;
     apply_manifests(
@@ -662,14 +663,75 @@ async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
         "{}",
         daemon.output()
     );
-    // The CRD deleted on the primary (and so its objects there): the kind is no longer synced,
-    // watch is ready again, and the replica keeps its copy.
-    let api = support::http::ApiServer::attach(daemon);
-    delete_any(
+    // The CRD deleted on the primary: the server deletes every Dial there first. Those
+    // deletions must not reach the replica. A finalizer of the test's own keeps the CRD
+    // terminating after its objects are gone, as a slow cleanup would.
+    let dial = |name: &str| json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "metadata": {"name": name}, "spec": {"level": 1}});
+    apply_manifests(&primary, &ns, &[dial("bass"), dial("treble")]).await;
+    let names = ["volume", "bass", "treble"];
+    support::testenv::eventually(
+        support::watch::DEADLINE,
+        "three Dials on the replica",
+        || async {
+            let mut all = true;
+            for name in names {
+                all &= get_any_if_served(&replica, &ns, &dials, name)
+                    .await
+                    .is_some();
+            }
+            all
+        },
+    )
+    .await;
+    let crds = "customresourcedefinitions.apiextensions.k8s.io";
+    support::objects::patch_any(
         &primary,
         "",
-        "customresourcedefinitions.apiextensions.k8s.io",
+        crds,
         &dials,
+        json!({"metadata": {"finalizers": ["k8s-sync.test/hold"]}}),
+    )
+    .await;
+    let mut api = support::http::ApiServer::attach(daemon);
+    api.login_as("admin", support::watch::ADMIN_PASSWORD);
+    delete_any(&primary, "", crds, &dials).await;
+    support::testenv::eventually(
+        support::watch::DEADLINE,
+        "the Dials gone from the primary",
+        || async {
+            get_any_if_served(&primary, &ns, &dials, "volume")
+                .await
+                .is_none()
+                && get_any_if_served(&primary, &ns, &dials, "bass")
+                    .await
+                    .is_none()
+                && get_any_if_served(&primary, &ns, &dials, "treble")
+                    .await
+                    .is_none()
+        },
+    )
+    .await;
+    // Held from the CRD's first event of its deletion (the server may stop serving the kind
+    // before the CRD goes, which drops it from the scope: held or dropped, nothing is pruned).
+    assert!(
+        api.log().contains("a CRD is being deleted on the primary"),
+        "{}",
+        api.log()
+    );
+    for name in names {
+        assert!(
+            get_any(&replica, &ns, &dials, name).await.is_some(),
+            "{name} pruned while its CRD is being deleted\n{}",
+            api.log()
+        );
+    }
+    // Gone: the kind is no longer synced, watch is ready again, the copies stay.
+    support::objects::patch_any(
+        &primary,
+        "",
+        crds,
+        &dials,
+        json!({"metadata": {"finalizers": null}}),
     )
     .await;
     support::testenv::eventually(support::watch::DEADLINE, "the kind dropped, ready", || {
@@ -680,13 +742,36 @@ async fn watch_mode_syncs_a_crd_created_later_without_a_restart() {
         async move { dropped }
     })
     .await;
-    assert!(
-        get_any_if_served(&replica, &ns, &dials, "volume")
-            .await
-            .is_some(),
-        "the copy stays\n{}",
-        api.log()
-    );
+    for name in names {
+        assert!(
+            get_any(&replica, &ns, &dials, name).await.is_some(),
+            "{name} pruned after its CRD went\n{}",
+            api.log()
+        );
+    }
+}
+
+/// Takes the test's finalizer off CRDs an interrupted run of this test left being deleted:
+/// watch mode holds a kind whose CRD is being deleted, and is not ready while it does.
+async fn release_held_definitions(client: &kube::Client) {
+    let (resource, _) =
+        support::objects::served(client, |r| r.plural == "customresourcedefinitions").await;
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client.clone(), &resource);
+    for crd in api.list(&Default::default()).await.unwrap().items {
+        if crd
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "k8s-sync.test/hold")
+        {
+            let name = crd.metadata.name.clone().unwrap();
+            let patch = json!({"metadata": {"finalizers": null}});
+            api.patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// [`get_any`], `None` too while the server does not serve the resource yet.

@@ -133,6 +133,16 @@ impl PrimaryState {
         }
     }
 
+    /// Why some kind is held, if one is.
+    pub fn held(&self) -> Option<String> {
+        let inner = self.read();
+        inner.collections.iter().find_map(|(c, s)| {
+            s.held
+                .as_ref()
+                .map(|h| format!("{}: {h}", c.kind.short_name()))
+        })
+    }
+
     /// Holds `kind` for good: no listing of it is authoritative again, for `reason` (its CRD is
     /// being deleted on the primary).
     pub fn hold_kind(&self, kind: &Kind, reason: &str) {
@@ -333,7 +343,9 @@ impl PrimaryState {
         }
     }
 
-    /// Whether every kind is authoritative and the namespaces were listed.
+    /// Whether every kind is authoritative and the namespaces were listed. A held kind
+    /// ([`PrimaryState::hold_kind`]) does not count: its changes wait in every pass, and full
+    /// passes go on for the others.
     pub fn complete(&self) -> Result<(), String> {
         let (kinds, namespaces_listed): (BTreeSet<&'static Kind>, bool) = {
             let inner = self.read();
@@ -341,7 +353,12 @@ impl PrimaryState {
                 return Err(format!("the synced kinds are not known yet ({reason})"));
             }
             (
-                inner.collections.keys().map(|c| c.kind).collect(),
+                inner
+                    .collections
+                    .iter()
+                    .filter(|(_, s)| s.held.is_none())
+                    .map(|(c, _)| c.kind)
+                    .collect(),
                 inner.namespaces_listed,
             )
         };

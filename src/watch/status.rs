@@ -21,6 +21,9 @@ impl Watch {
             ));
         }
         self.state.complete()?;
+        if let Some(held) = self.state.held() {
+            return Err(format!("{held}; its changes wait"));
+        }
         if !self.first_pass_done.load(Ordering::Acquire) {
             return Err("the first full pass is not done".into());
         }

@@ -192,3 +192,19 @@ pub fn manifests(dir: &str, namespace: &str) -> Vec<Value> {
     }
     all
 }
+
+/// Merge-patches an object of `resource` (`plural` or `plural.group`).
+pub async fn patch_any(
+    client: &kube::Client,
+    namespace: &str,
+    resource: &str,
+    name: &str,
+    patch: Value,
+) {
+    let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let (found, namespaced) = served(client, |r| r.plural == plural && r.group == group).await;
+    api_of(client, namespace, &found, namespaced)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patch {resource} {namespace}/{name}: {e}"));
+}
