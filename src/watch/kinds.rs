@@ -36,13 +36,17 @@ pub(super) async fn follow(watch: Arc<Watch>, stop: CancellationToken) {
     loop {
         let pause = match refresh(&watch, &stop).await {
             Ok(()) => watch.options.resync,
-            Err(reason) => {
+            // Before any kind is known, soon again; after, at the resync interval (a named kind
+            // the primary stopped serving fails each time, and is held meanwhile).
+            Err(reason) if watch.pass().scope.kinds.is_empty() => {
                 warn!(%reason, "cannot resolve --kinds against the primary yet");
-                if watch.pass().scope.kinds.is_empty() {
-                    watch.state.set_kinds_unknown(Some(reason));
-                    watch.authority_changed.notify_waiters();
-                }
+                watch.state.set_kinds_unknown(Some(reason));
+                watch.authority_changed.notify_waiters();
                 RETRY
+            }
+            Err(reason) => {
+                warn!(%reason, "cannot resolve --kinds against the primary: the kinds synced so far stay");
+                watch.options.resync
             }
         };
         tokio::select! {
