@@ -240,20 +240,19 @@ impl Snapshot {
             .and_then(Value::as_str)
             .unwrap_or("");
         let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or("");
-        if let Some(known) =
-            kinds::by_group_kind(kinds::split_api_version(api_version).0, kind_name).filter(|k| {
-                k.version != kinds::split_api_version(api_version).1 && scope.kinds.contains(k)
-            })
+        // One lookup per object: the kind by group, then its version.
+        let (group, version) = kinds::split_api_version(api_version);
+        let known = kinds::by_group_kind(group, kind_name);
+        if let Some(known) = known.filter(|k| k.version != version && scope.kinds.contains(k))
+            && !self.incomplete.iter().any(|(k, _)| *k == known)
         {
             let reason = format!(
                 "{origin} is a {kind_name} at {api_version}, which k8s-sync reads at {}",
                 known.api_version()
             );
-            if !self.incomplete.iter().any(|(k, _)| *k == known) {
-                self.incomplete.push((known, reason));
-            }
+            self.incomplete.push((known, reason));
         }
-        let Some(kind) = kinds::by_type(api_version, kind_name) else {
+        let Some(kind) = known.filter(|k| k.version == version) else {
             let label = if kind_name.is_empty() {
                 "object without kind".to_string()
             } else {
