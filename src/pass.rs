@@ -294,20 +294,24 @@ pub async fn sync_replica(
         budget: &budget,
         managed: None,
     };
-    let about = match focus {
-        Focus::All => desired.clone(),
-        _ => Snapshot {
-            objects: desired
-                .objects
-                .iter()
-                .filter(|(r, _)| focus.admits(r))
-                .map(|(r, e)| (r.clone(), e.clone()))
-                .collect(),
-            ..Snapshot::default()
-        },
-    };
     let fail = |error: String| {
-        let report = apply::fail_unreachable(&replica.name, &about, &error, journal)?;
+        let partial;
+        let about = match focus {
+            Focus::All => desired,
+            _ => {
+                partial = Snapshot {
+                    objects: desired
+                        .objects
+                        .iter()
+                        .filter(|(r, _)| focus.admits(r))
+                        .map(|(r, e)| (r.clone(), e.clone()))
+                        .collect(),
+                    ..Snapshot::default()
+                };
+                &partial
+            }
+        };
+        let report = apply::fail_unreachable(&replica.name, about, &error, journal)?;
         if focus.is_whole() {
             journal.metrics.record_pass(&report, about.objects.len());
         }
@@ -320,7 +324,10 @@ pub async fn sync_replica(
     let Connected::Cluster(cluster) = &connected else {
         return fail("a directory replica is read-only: apply needs a kubeconfig".into());
     };
-    let live = match connected.snapshot(&replica.name, &options.scope).await {
+    let live = match connected
+        .snapshot_against(&replica.name, &options.scope, desired)
+        .await
+    {
         Ok(live) => live,
         Err(e) => return fail(crate::error_chain(&e)),
     };

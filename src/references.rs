@@ -125,19 +125,24 @@ pub fn referred(desired: &Snapshot) -> BTreeMap<(&'static str, &'static str, Str
         if entry.owned_by.is_some() {
             continue;
         }
-        for row in REFERENCES
+        let mut rows = REFERENCES
             .iter()
             .filter(|r| reference.kind.in_table && r.from == reference.kind.kind)
-        {
+            .peekable();
+        if rows.peek().is_none() {
+            continue;
+        }
+        let object = entry.object();
+        for row in rows {
             if let Some((path, value)) = row.when {
                 let mut found = Vec::new();
-                names_at(&entry.object, path, &mut found);
+                names_at(&object, path, &mut found);
                 if found != [value] {
                     continue;
                 }
             }
             let mut names = Vec::new();
-            names_at(&entry.object, row.path, &mut names);
+            names_at(&object, row.path, &mut names);
             for name in names {
                 all.entry((row.to.0, row.to.1, name.to_string()))
                     .or_insert_with(|| reference.clone());

@@ -195,9 +195,10 @@ async fn ask_one(
 }
 
 async fn ask(cluster: &Cluster, want: &Entry, have: &Entry, source: &str) -> Answer {
+    let object = want.object();
     let kind = crate::kinds::by_type(
-        want.object["apiVersion"].as_str().unwrap_or_default(),
-        want.object["kind"].as_str().unwrap_or_default(),
+        object["apiVersion"].as_str().unwrap_or_default(),
+        object["kind"].as_str().unwrap_or_default(),
     );
     let Some(kind) = kind else {
         return Answer::Unknown;
@@ -208,7 +209,7 @@ async fn ask(cluster: &Cluster, want: &Entry, have: &Entry, source: &str) -> Ans
             would_be["apiVersion"] = kind.api_version().into();
             would_be["kind"] = kind.kind.into();
             normalize::normalize(&mut would_be, kind);
-            Answer::Paths(differences(&would_be, &have.object))
+            Answer::Paths(differences(&would_be, &have.object()))
         }
         Err(error) if error.is_forbidden() => Answer::Refused(format!("{error:#}")),
         Err(_) => Answer::Unknown,

@@ -60,11 +60,11 @@ async fn lists_retry_throttling_and_unavailability_honouring_retry_after() {
         ..Scope::default()
     };
     let started = Instant::now();
-    let listing = cluster
-        .list(&scope, false)
+    let (listed, _) = cluster
+        .snapshot("scripted", &scope, false, None)
         .await
         .expect("succeeds after retries");
-    assert!(listing.objects.is_empty());
+    assert!(listed.objects.is_empty());
     // namespaces: 429, 503, 200; configmaps: 200.
     assert_eq!(count.load(Ordering::SeqCst), 4);
     assert!(
@@ -80,7 +80,10 @@ async fn permanent_errors_are_not_retried() {
     let cluster = Cluster::connect("scripted", &kubeconfig(dir.path(), &server), None)
         .await
         .unwrap();
-    let error = cluster.list(&Scope::default(), false).await.unwrap_err();
+    let error = cluster
+        .snapshot("scripted", &Scope::default(), false, None)
+        .await
+        .unwrap_err();
     assert_eq!(count.load(Ordering::SeqCst), 1);
     assert_eq!(error.to_string(), "list namespaces: 422 Invalid: bad");
 }
@@ -98,7 +101,10 @@ async fn gives_up_after_the_last_attempt() {
         .await
         .unwrap()
         .with_retry(retry);
-    let error = cluster.list(&Scope::default(), false).await.unwrap_err();
+    let error = cluster
+        .snapshot("scripted", &Scope::default(), false, None)
+        .await
+        .unwrap_err();
     assert_eq!(count.load(Ordering::SeqCst), 3);
     assert!(error.to_string().contains("503"), "{error}");
 }

@@ -109,7 +109,7 @@ pub enum Done {
 /// The object k8s-sync sends: the normalized source object with its bookkeeping annotations and
 /// the managed label.
 pub fn apply_body(entry: &Entry, source: &str) -> Value {
-    let mut object = entry.object.clone();
+    let mut object = entry.object();
     let metadata = object["metadata"]
         .as_object_mut()
         .expect("normalized objects have metadata");
@@ -496,9 +496,7 @@ async fn run_job<'c>(
     let result = result.map_err(|e| {
         let message = format!("{e:#}");
         match want {
-            Some(want) if want.object.get("kind").and_then(Value::as_str) == Some("Secret") => {
-                secret::scrub(&message, &want.object)
-            }
+            Some(want) if change.kind.is("", "Secret") => secret::scrub(&message, &want.object()),
             _ => message,
         }
     });
@@ -574,6 +572,6 @@ mod tests {
             &mut round_trip,
             crate::kinds::by_plural("configmaps").unwrap(),
         );
-        assert_eq!(round_trip, entry.object);
+        assert_eq!(round_trip, entry.object());
     }
 }

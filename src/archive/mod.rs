@@ -168,7 +168,7 @@ pub fn render(
     let mut files = Vec::with_capacity(snapshot.objects.len());
     let mut entries = Vec::with_capacity(snapshot.objects.len());
     for (reference, entry) in &snapshot.objects {
-        let mut object = entry.object.clone();
+        let mut object = entry.object();
         let redact =
             secret::is_secret(&object) && (secret_data == SecretData::Redacted || entry.redacted);
         if redact {

@@ -24,12 +24,11 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
     // Held and delayed prunes are recorded by earlier passes; a diff only reads them.
     let store = Store::open_existing(&args.db)
         .with_context(|| format!("reading job database {}", args.db.display()))?;
-    // The source and every replica are read at once.
-    let (desired, lives) = tokio::join!(
-        source_snapshot(&primary, pass.source_name.as_deref(), scope),
-        futures::future::join_all(replicas.iter().map(|r| read_replica(r, scope)))
-    );
-    let desired = desired?;
+    // The source first, then every replica at once: a replica's copies in step with the
+    // source share its bytes, so memory grows with the source, not with source × replicas.
+    let desired = source_snapshot(&primary, pass.source_name.as_deref(), scope).await?;
+    let lives =
+        futures::future::join_all(replicas.iter().map(|r| read_replica(r, scope, &desired))).await;
     report_skipped(output, "primary", &desired);
 
     let mut drift = false;
@@ -120,8 +119,11 @@ pub async fn run(args: &DiffArgs, output: &Output) -> anyhow::Result<ExitCode> {
 async fn read_replica(
     replica: &Endpoint,
     scope: &Scope,
+    desired: &Snapshot,
 ) -> Result<(Connected, Snapshot), k8s_sync::endpoint::Error> {
     let connected = replica.connect().await?;
-    let live = connected.snapshot(&replica.name, scope).await?;
+    let live = connected
+        .snapshot_against(&replica.name, scope, desired)
+        .await?;
     Ok((connected, live))
 }

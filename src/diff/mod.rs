@@ -344,17 +344,20 @@ fn compare(
             Some(have),
         );
     }
-    let mut wanted = std::borrow::Cow::Borrowed(&want.object);
-    let mut held = std::borrow::Cow::Borrowed(&have.object);
-    // Values are unknown on a redacted side (a snapshot archive): only the keys of its Secrets
-    // can be compared.
-    if want.redacted {
-        copy_secret_values(wanted.to_mut(), &have.object);
-    } else if have.redacted {
-        copy_secret_values(held.to_mut(), &want.object);
-    }
     let mut changed_paths = Vec::new();
-    subset_differences(&wanted, &held, &mut String::new(), &mut changed_paths);
+    // Equal keys are equal canonical forms: a subset of each other, with nothing to parse.
+    if want.change_key != have.change_key || want.redacted || have.redacted {
+        let mut wanted = want.object();
+        let mut held = have.object();
+        // Values are unknown on a redacted side (a snapshot archive): only the keys of its
+        // Secrets can be compared.
+        if want.redacted {
+            copy_secret_values(&mut wanted, &held);
+        } else if have.redacted {
+            copy_secret_values(&mut held, &wanted);
+        }
+        subset_differences(&wanted, &held, &mut String::new(), &mut changed_paths);
+    }
     // A redacted source's key is of placeholders, never of what was applied: only the
     // comparison of fields (and Secret key names) can tell.
     let ours = have.applied.as_ref().map(|a| {
@@ -404,8 +407,8 @@ fn new_change(
 ) -> Change {
     let is_secret = reference.kind.is("", "Secret");
     let secret_keys = (is_secret && action.is_drift()).then(|| {
-        let mut desired = want.map(|e| e.object.clone());
-        let mut live = have.map(|e| e.object.clone());
+        let mut desired = want.map(Entry::object);
+        let mut live = have.map(Entry::object);
         let mut keys = secret::mask_pair(desired.as_mut(), live.as_mut());
         if want.is_some_and(|w| w.redacted) || have.is_some_and(|h| h.redacted) {
             // Redacted values were never compared.

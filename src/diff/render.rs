@@ -199,10 +199,10 @@ fn unified(
     replica: &str,
     color: bool,
 ) -> String {
-    let mut desired: Option<Value> = want.map(|e| e.object.clone());
+    let mut desired: Option<Value> = want.map(Entry::object);
     let mut live: Option<Value> = match (have, &desired) {
-        (Some(have), Some(desired)) => Some(project(&have.object, desired)),
-        (Some(have), None) => Some(have.object.clone()),
+        (Some(have), Some(desired)) => Some(project(&have.object(), desired)),
+        (Some(have), None) => Some(have.object()),
         (None, _) => None,
     };
     if change.kind.is("", "Secret") {

@@ -11,7 +11,7 @@ pub mod served;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use cluster::{Cluster, Fence};
+pub use cluster::{Cluster, Fence, ListError};
 
 use crate::archive;
 use crate::scope::Scope;
@@ -101,6 +101,15 @@ pub enum Error {
     Select(#[from] crate::kinds::SelectError),
 }
 
+impl From<cluster::ListError> for Error {
+    fn from(error: cluster::ListError) -> Self {
+        match error {
+            cluster::ListError::Cluster(e) => Error::Cluster(e),
+            cluster::ListError::Snapshot(e) => Error::Snapshot(e),
+        }
+    }
+}
+
 /// An endpoint ready to be read: a directory, or a cluster client.
 #[derive(Clone)]
 pub enum Connected {
@@ -115,10 +124,28 @@ impl Connected {
     /// named `name`, and records the kinds it does not serve; a directory's is named after its
     /// manifest's source, or itself.
     pub async fn snapshot(&self, name: &str, scope: &Scope) -> Result<Snapshot, Error> {
-        self.read(name, scope, true).await
+        self.read(name, scope, true, None).await
     }
 
-    async fn read(&self, name: &str, scope: &Scope, unserved_ok: bool) -> Result<Snapshot, Error> {
+    /// Reads a replica as [`Connected::snapshot`] does, its copies that are `desired`'s objects
+    /// byte for byte sharing their bytes with them: a replica in step costs little memory
+    /// beyond the source's state.
+    pub async fn snapshot_against(
+        &self,
+        name: &str,
+        scope: &Scope,
+        desired: &Snapshot,
+    ) -> Result<Snapshot, Error> {
+        self.read(name, scope, true, Some(desired)).await
+    }
+
+    async fn read(
+        &self,
+        name: &str,
+        scope: &Scope,
+        unserved_ok: bool,
+        shared: Option<&Snapshot>,
+    ) -> Result<Snapshot, Error> {
         match self {
             Connected::Directory(dir) => {
                 let (dir, scope) = (dir.clone(), scope.clone());
@@ -132,13 +159,7 @@ impl Connected {
                 .expect("directory reading does not panic")
             }
             Connected::Cluster(cluster) => {
-                let listing = cluster.list(scope, unserved_ok).await?;
-                let mut snapshot = Snapshot::build(name, listing.objects, scope)?;
-                snapshot.unserved = listing.unserved;
-                snapshot.incomplete.extend(listing.incomplete);
-                for namespace in &listing.namespaces {
-                    snapshot.add_namespace(namespace, scope);
-                }
+                let (snapshot, _) = cluster.snapshot(name, scope, unserved_ok, shared).await?;
                 Ok(snapshot)
             }
         }
@@ -257,12 +278,12 @@ impl Endpoint {
         let connected = self.connect().await?;
         if let Connected::Cluster(cluster) = &connected {
             let identity = cluster.identity().await?;
-            let mut snapshot = connected.read(&self.name, scope, false).await?;
+            let mut snapshot = connected.read(&self.name, scope, false, None).await?;
             snapshot.source = identity;
             snapshot.aliases = vec![self.name.clone()];
             return Ok(snapshot);
         }
-        connected.read(&self.name, scope, false).await
+        connected.read(&self.name, scope, false, None).await
     }
 }
 

@@ -7,18 +7,17 @@
 //! compact JSON with map keys sorted by their UTF-8 bytes (JSON is YAML 1.2, and unlike a
 //! YAML emitter's output it can be recomputed by any tool: `jq -cjS . | sha256sum`).
 
+mod canonical;
 mod paths;
 mod quantity;
 mod rules;
 mod table;
 
-use std::fmt;
-
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::kinds::Kind;
 
+pub use canonical::{Canonical, ChangeKey, canonical_bytes};
 pub use quantity::canonical as canonical_quantity;
 pub use rules::{Action, Applies, Empty, RULES, Rule};
 
@@ -44,55 +43,10 @@ pub fn normalize(object: &mut Value, kind: &Kind) {
     }
 }
 
-/// The canonical bytes of a normalized object: compact JSON, map keys sorted.
-///
-/// `serde_json`'s map is ordered by key, so serializing the value is enough.
-pub fn canonical_bytes(object: &Value) -> Vec<u8> {
-    serde_json::to_vec(object).expect("a JSON value always serializes")
-}
-
 /// Human-readable YAML of a normalized object, for diffs and snapshot files: block style as
 /// kubectl writes it, and quoted wherever a YAML 1.1 reader (kubectl) could misread a string.
 pub fn to_yaml(object: &Value) -> String {
     crate::yaml::to_string(object)
-}
-
-/// The sha256 of an object's canonical bytes: equal objects have equal keys on every machine.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct ChangeKey(String);
-
-impl ChangeKey {
-    /// The change key of a normalized object.
-    pub fn of(object: &Value) -> Self {
-        Self::of_bytes(&canonical_bytes(object))
-    }
-
-    /// The change key of canonical bytes.
-    pub fn of_bytes(bytes: &[u8]) -> Self {
-        ChangeKey(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
-    }
-
-    /// Accepts a key read back from an annotation or manifest, if it has the right shape.
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex = text.strip_prefix("sha256:")?;
-        (hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| ChangeKey(text.to_string()))
-    }
-
-    /// The key as text, `sha256:<hex>`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChangeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::kinds::by_plural;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 fn rule(name: &str) -> &'static Rule {
     RULES

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::kinds::{self, Kind};
 use crate::normalize::{
-    self, CHANGE_KEY_ANNOTATION, ChangeKey, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
+    self, CHANGE_KEY_ANNOTATION, Canonical, ChangeKey, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
 };
 use crate::scope::{Scope, Skip};
 
@@ -98,8 +98,8 @@ pub struct Identity {
 /// A normalized object with its change key.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The normalized object.
-    pub object: Value,
+    /// The normalized object, in canonical form: [`Entry::object`] parses it.
+    pub canonical: Canonical,
     /// Its change key.
     pub change_key: ChangeKey,
     /// What k8s-sync applied to it, if it manages this object.
@@ -118,14 +118,21 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The normalized object as a tree.
+    pub fn object(&self) -> Value {
+        self.canonical.to_value()
+    }
+
     /// The object as replicas are to have it: see [`Snapshot::for_replicas`].
     pub fn shape_for_replicas(&mut self, kind: &Kind, scope: &Scope) {
-        if kind.suspended_on_replicas
-            && !scope.run_cronjobs
-            && let Some(spec) = self.object.get_mut("spec").and_then(Value::as_object_mut)
-        {
+        if !kind.suspended_on_replicas || scope.run_cronjobs {
+            return;
+        }
+        let mut object = self.object();
+        if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
             spec.insert("suspend".into(), Value::Bool(true));
-            self.change_key = ChangeKey::of(&self.object);
+            self.canonical = Canonical::of(&object);
+            self.change_key = self.canonical.change_key();
         }
     }
 }
@@ -193,14 +200,20 @@ impl Snapshot {
         raw: impl IntoIterator<Item = RawObject>,
         scope: &Scope,
     ) -> Result<Self, Error> {
-        let mut snapshot = Snapshot {
-            source: source.into(),
-            ..Snapshot::default()
-        };
+        let mut snapshot = Snapshot::new(source);
         for object in raw {
-            snapshot.add(object, scope)?;
+            snapshot.insert(object, scope, None)?;
         }
         Ok(snapshot)
+    }
+
+    /// An empty snapshot of `source`, to [`insert`](Snapshot::insert) objects into as they are
+    /// read (a listing's pages as they arrive, so that no listing is held whole).
+    pub fn new(source: impl Into<String>) -> Self {
+        Snapshot {
+            source: source.into(),
+            ..Snapshot::default()
+        }
     }
 
     /// This source's objects as replicas are to have them: a kind's copies suspended where the
@@ -229,7 +242,15 @@ impl Snapshot {
         }
     }
 
-    fn add(&mut self, raw: RawObject, scope: &Scope) -> Result<(), Error> {
+    /// Adds one object as [`Snapshot::build`] does. An object that `shared` holds with the same
+    /// change key (a replica's copy in step with the primary's) shares its canonical bytes
+    /// instead of holding them twice.
+    pub fn insert(
+        &mut self,
+        raw: RawObject,
+        scope: &Scope,
+        shared: Option<&Snapshot>,
+    ) -> Result<(), Error> {
         let RawObject {
             mut value,
             origin,
@@ -301,12 +322,20 @@ impl Snapshot {
         let owned_by = synced_controller(&value, scope);
         normalize::normalize(&mut value, kind);
         let redacted = archived.is_some_and(|a| a.redacted);
-        let change_key = ChangeKey::of(&value);
+        let mut canonical = Canonical::of(&value);
+        drop(value);
+        let change_key = canonical.change_key();
         let reference = ObjectRef {
             kind,
             namespace: namespace.clone(),
             name,
         };
+        if let Some(same) = shared
+            .and_then(|s| s.objects.get(&reference))
+            .filter(|e| e.change_key == change_key && !e.redacted && !redacted)
+        {
+            canonical = same.canonical.clone();
+        }
         if let Some(first) = self.objects.get(&reference) {
             return Err(Error::Duplicate {
                 reference: reference.to_string(),
@@ -320,7 +349,7 @@ impl Snapshot {
         self.objects.insert(
             reference,
             Entry {
-                object: value,
+                canonical,
                 change_key,
                 applied,
                 redacted,

@@ -30,10 +30,10 @@ fn builds_normalized_keyed_objects() {
     assert_eq!(keys, ["default/ConfigMap/b", "shop/ConfigMap/a"]);
     let entry = snap.objects.values().next().unwrap();
     assert_eq!(
-        entry.object["metadata"],
+        entry.object()["metadata"],
         json!({"name": "b", "namespace": "default"})
     );
-    assert_eq!(entry.change_key, ChangeKey::of(&entry.object));
+    assert_eq!(entry.change_key, ChangeKey::of(&entry.object()));
     assert!(snap.namespaces.contains("default") && snap.namespaces.contains("shop"));
 }
 
@@ -80,7 +80,7 @@ fn reads_bookkeeping_before_normalizing() {
     let snap = Snapshot::build("r", [raw(held)], &Scope::default()).unwrap();
     let entry = snap.objects.values().next().unwrap();
     assert!(entry.applied.as_ref().unwrap().prune_held);
-    assert!(entry.object["metadata"].get("annotations").is_none());
+    assert!(entry.object()["metadata"].get("annotations").is_none());
 }
 
 #[test]
@@ -96,8 +96,8 @@ fn cronjobs_are_suspended_on_replicas_unless_they_may_run() {
     let as_read = read.objects.values().next().unwrap().clone();
     let shaped = read.for_replicas(&scope);
     let entry = shaped.objects.values().next().unwrap();
-    assert_eq!(entry.object["spec"]["suspend"], true);
-    assert_eq!(entry.change_key, ChangeKey::of(&entry.object));
+    assert_eq!(entry.object()["spec"]["suspend"], true);
+    assert_eq!(entry.change_key, ChangeKey::of(&entry.object()));
     assert_ne!(entry.change_key, as_read.change_key);
     let running = Scope {
         run_cronjobs: true,
@@ -107,7 +107,7 @@ fn cronjobs_are_suspended_on_replicas_unless_they_may_run() {
         .unwrap()
         .for_replicas(&running);
     assert_eq!(
-        kept.objects.values().next().unwrap().object["spec"]["suspend"],
+        kept.objects.values().next().unwrap().object()["spec"]["suspend"],
         false
     );
 }

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::{Replica, Watch, Work};
 use crate::diff::Deferral;
+use crate::endpoint::ListError;
 use crate::pass::{self, Focus};
 use crate::safety;
 use crate::snapshot::{ObjectRef, Snapshot};
@@ -123,28 +124,21 @@ impl Watch {
     ) -> Result<bool, store::Error> {
         let pass = self.pass();
         let scope = &pass.scope;
-        let listing = match replica.cluster.list(scope, true).await {
-            Ok(listing) => listing,
-            Err(error) => {
+        let listed = replica
+            .cluster
+            .snapshot(&replica.name, scope, true, Some(desired))
+            .await;
+        let (live, names) = match listed {
+            Ok(listed) => listed,
+            Err(ListError::Cluster(error)) => {
                 replica.health.down(&format!("{error:#}"));
                 return Ok(false);
             }
-        };
-        let names = listing.namespaces.clone();
-        let unserved = listing.unserved.clone();
-        let mut live = match Snapshot::build(&replica.name, listing.objects, scope) {
-            Ok(mut live) => {
-                live.unserved = unserved;
-                live
-            }
-            Err(error) => {
+            Err(ListError::Snapshot(error)) => {
                 warn!(replica = %replica.name, %error, "cannot read the replica's objects");
                 return Ok(false);
             }
         };
-        for namespace in &names {
-            live.add_namespace(namespace, scope);
-        }
         replica.learn_namespaces(names);
         // The pass creates what the replica lacks; failures only cost a GET later.
         replica

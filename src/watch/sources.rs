@@ -541,7 +541,14 @@ impl Watch {
                 .as_ref()
                 .is_some_and(|a| a.change_key == want.change_key);
             let mut paths = Vec::new();
-            diff::subset_differences(&want.object, &have.object, &mut String::new(), &mut paths);
+            if want.change_key != have.change_key {
+                diff::subset_differences(
+                    &want.object(),
+                    &have.object(),
+                    &mut String::new(),
+                    &mut paths,
+                );
+            }
             keyed
                 && (paths.is_empty()
                     || self.server_said_in_step(&replica.name, &reference, want, &have))

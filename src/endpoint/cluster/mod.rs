@@ -19,8 +19,8 @@ mod discovery;
 mod error;
 mod kubeconfig;
 mod objects;
+mod page;
 use crate::retry::RetryPolicy;
-use crate::snapshot::RawObject;
 pub use error::Error;
 
 /// The field manager k8s-sync applies as.
@@ -115,17 +115,15 @@ pub struct Requests {
     pub writes: AtomicU64,
 }
 
-/// Objects and namespaces listed from a cluster.
-#[derive(Debug, Default)]
-pub struct Listing {
-    /// Every object of the selected kinds, in list order.
-    pub objects: Vec<RawObject>,
-    /// The names of the cluster's namespaces.
-    pub namespaces: Vec<String>,
-    /// Kinds the server does not serve.
-    pub unserved: Vec<&'static crate::kinds::Kind>,
-    /// Kinds whose CRD is being deleted on the server, and why that matters.
-    pub incomplete: Vec<(&'static crate::kinds::Kind, String)>,
+/// A listing that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The cluster did not answer, or refused.
+    #[error(transparent)]
+    Cluster(#[from] Error),
+    /// An object it returned cannot be part of a snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::Error),
 }
 
 impl Cluster {
@@ -279,6 +277,16 @@ impl Cluster {
         request: http::Request<Vec<u8>>,
         write: bool,
     ) -> Result<Value, Error> {
+        self.send_as(what, request, write).await
+    }
+
+    /// [`Cluster::send`], the answer parsed as a `T`.
+    async fn send_as<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        request: http::Request<Vec<u8>>,
+        write: bool,
+    ) -> Result<T, Error> {
         if let (true, Some(fence)) = (write, &self.fence)
             && let Err(reason) = fence()
         {
@@ -298,7 +306,7 @@ impl Cluster {
                 let request = clone_request(&request);
                 async {
                     self.client()
-                        .request::<Value>(request)
+                        .request::<T>(request)
                         .await
                         .map_err(|e| Error::from_kube(what.to_string(), e))
                 }

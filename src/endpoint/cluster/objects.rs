@@ -6,34 +6,45 @@ use kube::core::params::{
 };
 use serde_json::{Value, json};
 
-use super::{Cluster, Error, FIELD_MANAGER, HOLD_FIELD_MANAGER, Listing, PAGE_SIZE};
+use super::{Cluster, Error, FIELD_MANAGER, HOLD_FIELD_MANAGER, ListError, PAGE_SIZE, page};
 use crate::kinds::Kind;
 use crate::normalize::{
     CHANGE_KEY_ANNOTATION, MANAGED_LABEL, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
 };
 use crate::scope::Scope;
-use crate::snapshot::RawObject;
+use crate::snapshot::{RawObject, Snapshot};
 
 impl Cluster {
-    /// Lists every object of the scope's kinds, page by page, and the namespaces. A kind the
-    /// server does not serve (a custom resource whose CRD it lacks) is an error when
-    /// `unserved_ok` is false (a source's state of it would be unknown), else recorded in the
-    /// listing (a replica: its objects fail alone).
-    pub async fn list(&self, scope: &Scope, unserved_ok: bool) -> Result<Listing, Error> {
-        let mut listing = Listing::default();
-        let namespaces = self.list_path("/api/v1/namespaces", "namespaces").await?;
-        listing.namespaces = namespaces
-            .into_iter()
-            .filter_map(|ns| ns.pointer("/metadata/name")?.as_str().map(str::to_string))
-            .collect();
+    /// Lists every object of the scope's kinds, page by page, into a snapshot named `name`;
+    /// returns it with the names of every namespace the cluster has. Each page is folded in as it arrives, so no listing is held whole;
+    /// an object `shared` holds with the same change key shares its bytes
+    /// ([`Snapshot::insert`]). A kind the server does not serve (a custom resource whose CRD
+    /// it lacks) is an error when `unserved_ok` is false (a source's state of it would be
+    /// unknown), else recorded in the snapshot (a replica: its objects fail alone).
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        scope: &Scope,
+        unserved_ok: bool,
+        shared: Option<&Snapshot>,
+    ) -> Result<(Snapshot, Vec<String>), ListError> {
+        let mut snapshot = Snapshot::new(name);
+        let mut namespaces = Vec::new();
+        self.list_path("/api/v1/namespaces", "namespaces", &mut |ns| {
+            if let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) {
+                namespaces.push(name.to_string());
+            }
+            Ok(())
+        })
+        .await?;
         if !unserved_ok {
-            listing.incomplete = self.terminating_definitions(scope).await;
+            snapshot.incomplete = self.terminating_definitions(scope).await;
         }
         for kind in scope.listed_kinds() {
             let mut paths: Vec<String> = match &scope.namespaces {
                 Some(only) if kind.namespaced => only
                     .iter()
-                    .filter(|ns| listing.namespaces.contains(ns))
+                    .filter(|ns| namespaces.contains(ns))
                     .map(|ns| kind.url_path(Some(ns)))
                     .collect(),
                 _ => vec![kind.url_path(None)],
@@ -49,27 +60,31 @@ impl Cluster {
                 paths.push(kind.url_path(Some(first)));
             }
             for path in paths {
-                let items = match self.list_path(&path, kind.plural).await {
-                    Ok(items) => items,
-                    Err(e) if unserved_ok && e.is_not_found() => {
-                        listing.unserved.push(kind);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for mut value in items {
+                let mut fold = |mut value: Value| {
                     // Items of a typed list carry no apiVersion/kind of their own.
                     value["apiVersion"] = kind.api_version().into();
                     value["kind"] = kind.kind.into();
-                    listing.objects.push(RawObject {
+                    let raw = RawObject {
                         value,
                         origin: self.name.clone(),
                         archived: None,
-                    });
+                    };
+                    snapshot.insert(raw, scope, shared).map_err(ListError::from)
+                };
+                match self.list_path(&path, kind.plural, &mut fold).await {
+                    Ok(()) => {}
+                    Err(ListError::Cluster(e)) if unserved_ok && e.is_not_found() => {
+                        snapshot.unserved.push(kind);
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(listing)
+        for namespace in &namespaces {
+            snapshot.add_namespace(namespace, scope);
+        }
+        Ok((snapshot, namespaces))
     }
 
     /// The scope's custom resource kinds whose CRD is being deleted on this (source) cluster:
@@ -95,20 +110,67 @@ impl Cluster {
         terminating
     }
 
-    async fn list_path(&self, path: &str, what: &str) -> Result<Vec<Value>, Error> {
-        let mut items = Vec::new();
+    /// Lists `path` page by page, handing each item (without its managed fields) to `each`.
+    /// A task of its own fetches and parses the pages, one ahead: the server makes the next
+    /// page while this one is folded in.
+    async fn list_path(
+        &self,
+        path: &str,
+        what: &str,
+        each: &mut (dyn FnMut(Value) -> Result<(), ListError> + Send),
+    ) -> Result<(), ListError> {
+        let (pages, mut arrived) = tokio::sync::mpsc::channel(1);
+        let fetcher = tokio::spawn(self.clone().fetch_pages(
+            path.to_string(),
+            what.to_string(),
+            pages,
+        ));
+        let mut folded = Ok(());
+        while let Some(page) = arrived.recv().await {
+            folded = page
+                .map_err(ListError::from)
+                .and_then(|items| items.into_iter().try_for_each(|item| each(item.0)));
+            if folded.is_err() {
+                break;
+            }
+        }
+        // Dropping the receiver ends the fetcher at its next page.
+        drop(arrived);
+        fetcher.await.expect("the page fetcher does not panic");
+        folded
+    }
+
+    /// Sends each page of `path` to `pages` until the last, an error, or a receiver gone.
+    async fn fetch_pages(
+        self,
+        path: String,
+        what: String,
+        pages: tokio::sync::mpsc::Sender<Result<Vec<page::Item>, Error>>,
+    ) {
         let mut params = ListParams::default().limit(PAGE_SIZE);
+        let what = format!("list {what}");
         loop {
-            let request = kube::core::Request::new(path)
+            let request = kube::core::Request::new(&path)
                 .list(&params)
                 .expect("list requests always build");
-            let mut page = self.send(&format!("list {what}"), request, false).await?;
-            if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
-                items.extend(page_items.into_iter().map(without_managed_fields));
+            let page = match self.send_as::<page::Page>(&what, request, false).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = pages.send(Err(error)).await;
+                    return;
+                }
+            };
+            let next = page.metadata.continue_token.filter(|t| !t.is_empty());
+            if pages
+                .send(Ok(page.items.unwrap_or_default()))
+                .await
+                .is_err()
+            {
+                return;
             }
-            match page.pointer("/metadata/continue").and_then(Value::as_str) {
-                Some(token) if !token.is_empty() => params = params.continue_token(token),
-                _ => return Ok(items),
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return,
             }
         }
     }
