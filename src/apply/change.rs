@@ -102,7 +102,9 @@ pub(super) async fn execute(
     let mut attempts = 0;
     if change.action != Action::NeedsRecreate {
         let (result, tries) = retry
-            .run(transience, || cluster.apply(kind, &body, options.dry_run))
+            .run(transience, || {
+                cluster.apply_without_answer(kind, &body, options.dry_run)
+            })
             .await;
         attempts += tries;
         match result {
@@ -134,7 +136,9 @@ pub(super) async fn execute(
         return (Err(e), attempts);
     }
     let (result, tries) = retry
-        .run(transience, || cluster.apply(kind, &body, false))
+        .run(transience, || {
+            cluster.apply_without_answer(kind, &body, false)
+        })
         .await;
     (
         result.map(|_| Done::Recreated).map_err(Into::into),

@@ -193,6 +193,7 @@ pub async fn apply(
     progress.started(&plan.replica, work.len());
 
     let marks = !options.dry_run && any_marked(live);
+    let mut in_step = Vec::new();
     for change in &plan.changes {
         if !options.dry_run && (marks || change.deferral == Some(Deferral::Held)) {
             mark_hold(cluster, change, live).await;
@@ -201,13 +202,12 @@ pub async fn apply(
             (Action::InSync, _) => {
                 report.unchanged += 1;
                 if let (Some(key), false) = (&change.desired_key, options.dry_run) {
-                    store.settle(
-                        &plan.replica,
+                    in_step.push((
                         change.kind.id(),
-                        &change.namespace,
-                        &change.name,
+                        change.namespace.as_str(),
+                        change.name.as_str(),
                         key.as_str(),
-                    )?;
+                    ));
                 }
             }
             (Action::Conflict, _) => report.conflicts += 1,
@@ -230,6 +230,8 @@ pub async fn apply(
             _ => {}
         }
     }
+
+    store.settle_all(&plan.replica, in_step)?;
 
     let mut created_namespaces = Vec::new();
     for namespace in &plan.missing_namespaces {

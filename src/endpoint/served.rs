@@ -64,7 +64,7 @@ pub fn crd_names(scope: &Scope) -> BTreeSet<String> {
     scope
         .kinds
         .iter()
-        .filter(|k| !k.in_table && k.group.contains('.'))
+        .filter(|k| k.is_custom())
         .map(|k| k.resource())
         .collect()
 }

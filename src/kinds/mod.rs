@@ -111,6 +111,13 @@ impl Kind {
         }
     }
 
+    /// Whether it may be a custom resource, served by a CustomResourceDefinition: a kind beyond
+    /// the table in a group with a dot (built-in groups beyond the table have none, or end in
+    /// `.k8s.io`, whose CRD lookups simply find nothing).
+    pub fn is_custom(&self) -> bool {
+        !self.in_table && self.group.contains('.')
+    }
+
     /// What names the kind in jobs, verdicts and messages: the `kind` alone for a row of the
     /// table (`Deployment`, as jobs have always recorded it), `Kind.group` for every other
     /// (`Widget.example.com`), which no two groups share.

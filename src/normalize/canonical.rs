@@ -57,9 +57,14 @@ impl fmt::Debug for Canonical {
 }
 
 /// The sha256 of an object's canonical bytes: equal objects have equal keys on every machine.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct ChangeKey(String);
+///
+/// Held as its text, `sha256:<64 hex digits>`, inline: a pass keeps a key or three per object
+/// and replica, and a heap allocation each would cost more than the key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChangeKey([u8; KEY_LEN]);
+
+const PREFIX: &str = "sha256:";
+const KEY_LEN: usize = PREFIX.len() + 64;
 
 impl ChangeKey {
     /// The change key of a normalized object.
@@ -69,28 +74,44 @@ impl ChangeKey {
 
     /// The change key of canonical bytes.
     pub fn of_bytes(bytes: &[u8]) -> Self {
-        ChangeKey(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        let mut key = [0; KEY_LEN];
+        key[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        hex::encode_to_slice(Sha256::digest(bytes), &mut key[PREFIX.len()..])
+            .expect("a sha256 is 64 hex digits");
+        ChangeKey(key)
     }
 
     /// Accepts a key read back from an annotation or manifest, if it has the right shape.
     pub fn parse(text: &str) -> Option<Self> {
-        let hex = text.strip_prefix("sha256:")?;
-        (hex.len() == 64
+        let hex = text.strip_prefix(PREFIX)?;
+        let valid = hex.len() == 64
             && hex
                 .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| ChangeKey(text.to_string()))
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| ChangeKey(text.as_bytes().try_into().expect("checked length")))
     }
 
     /// The key as text, `sha256:<hex>`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a key is ASCII")
     }
 }
 
 impl fmt::Display for ChangeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ChangeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChangeKey({:?})", self.as_str())
+    }
+}
+
+impl serde::Serialize for ChangeKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -107,6 +128,19 @@ mod tests {
         assert_eq!(canonical.change_key(), ChangeKey::of(&object));
         assert!(canonical.shares(&canonical.clone()));
         assert!(!canonical.shares(&Canonical::of(&object)));
+    }
+
+    #[test]
+    fn a_key_reads_back_from_its_text_and_nothing_else_does() {
+        let key = ChangeKey::of(&serde_json::json!({"a": 1}));
+        assert_eq!(key.as_str().len(), 71);
+        assert_eq!(ChangeKey::parse(key.as_str()), Some(key));
+        assert_eq!(serde_json::to_value(key).unwrap(), key.as_str());
+        let upper = format!("sha256:{}", key.as_str()[7..].to_uppercase());
+        let short = &key.as_str()[..70];
+        for text in ["", "sha256:", "sha1:00", &upper, short] {
+            assert_eq!(ChangeKey::parse(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -242,134 +242,54 @@ impl Snapshot {
         }
     }
 
-    /// Adds one object as [`Snapshot::build`] does. An object that `shared` holds with the same
-    /// change key (a replica's copy in step with the primary's) shares its canonical bytes
-    /// instead of holding them twice.
+    /// Adds one object as [`Snapshot::build`] does: [`prepare`] then [`Snapshot::add`].
     pub fn insert(
         &mut self,
         raw: RawObject,
         scope: &Scope,
         shared: Option<&Snapshot>,
     ) -> Result<(), Error> {
-        let RawObject {
-            mut value,
-            origin,
-            archived,
-        } = raw;
-        let api_version = value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or("");
-        // One lookup per object: the kind by group, then its version.
-        let (group, version) = kinds::split_api_version(api_version);
-        let known = kinds::by_group_kind(group, kind_name);
-        if let Some(known) = known.filter(|k| k.version != version && scope.kinds.contains(k))
-            && !self.incomplete.iter().any(|(k, _)| *k == known)
-        {
-            let reason = format!(
-                "{origin} is a {kind_name} at {api_version}, which k8s-sync reads at {}",
-                known.api_version()
-            );
-            self.incomplete.push((known, reason));
-        }
-        let Some(kind) = known.filter(|k| k.version == version) else {
-            let label = if kind_name.is_empty() {
-                "object without kind".to_string()
-            } else {
-                format!("unknown kind {api_version}/{kind_name}")
-            };
-            *self.skipped.entry(label).or_default() += 1;
-            return Ok(());
+        self.add(prepare(raw, scope)?, shared)
+    }
+
+    /// Adds a prepared object. One that `shared` holds with the same change key (a replica's
+    /// copy in step with the primary's) shares its canonical bytes instead of holding them
+    /// twice.
+    pub fn add(&mut self, prepared: Prepared, shared: Option<&Snapshot>) -> Result<(), Error> {
+        let (reference, mut entry) = match prepared {
+            Prepared::Skipped { label, held } => {
+                if let Some((kind, reason)) = held
+                    && !self.incomplete.iter().any(|(k, _)| *k == kind)
+                {
+                    self.incomplete.push((kind, reason));
+                }
+                *self.skipped.entry(label).or_default() += 1;
+                return Ok(());
+            }
+            Prepared::Object(reference, entry) => (reference, *entry),
         };
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| Error::MissingName {
-                origin: origin.clone(),
-                kind: kind.kind.to_string(),
-            })?
-            .to_string();
-        if kind.path_segment_names {
-            check_path_segment(&origin, &name)?;
-        } else {
-            check_name(&origin, "name", &name, 253)?;
-        }
-        let namespace = if kind.namespaced {
-            let namespace = value
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .unwrap_or("default")
-                .to_string();
-            check_name(&origin, "namespace", &namespace, 63)?;
-            namespace
-        } else {
-            String::new()
-        };
-        if let Err(skip) = scope.admits(kind, &namespace, &value) {
-            self.count_skip(skip, kind.kind);
-            return Ok(());
-        }
-        if kind.namespaced {
-            value["metadata"]["namespace"] = Value::String(namespace.clone());
-        } else if let Some(metadata) = value["metadata"].as_object_mut() {
-            metadata.remove("namespace");
-        }
-        let applied = read_applied(&value);
-        let identity = read_identity(&value);
-        let owned_by = synced_controller(&value, scope);
-        normalize::normalize(&mut value, kind);
-        let redacted = archived.is_some_and(|a| a.redacted);
-        let mut canonical = Canonical::of(&value);
-        drop(value);
-        let change_key = canonical.change_key();
-        let reference = ObjectRef {
-            kind,
-            namespace: namespace.clone(),
-            name,
-        };
-        if let Some(same) = shared
-            .and_then(|s| s.objects.get(&reference))
-            .filter(|e| e.change_key == change_key && !e.redacted && !redacted)
-        {
-            canonical = same.canonical.clone();
-        }
         if let Some(first) = self.objects.get(&reference) {
             return Err(Error::Duplicate {
                 reference: reference.to_string(),
                 first: first.origin.clone(),
-                second: origin,
+                second: entry.origin,
             });
         }
-        if kind.namespaced {
-            self.namespaces.insert(namespace);
+        if let Some(same) = shared
+            .and_then(|s| s.objects.get(&reference))
+            .filter(|e| e.change_key == entry.change_key && !e.redacted && !entry.redacted)
+        {
+            entry.canonical = same.canonical.clone();
         }
-        self.objects.insert(
-            reference,
-            Entry {
-                canonical,
-                change_key,
-                applied,
-                redacted,
-                origin,
-                identity,
-                owned_by,
-            },
-        );
+        if reference.kind.namespaced {
+            self.namespaces.insert(reference.namespace.clone());
+        }
+        self.objects.insert(reference, entry);
         Ok(())
     }
 
     fn count_skip(&mut self, skip: Skip, kind: &str) {
-        let label = match skip {
-            Skip::Kind => format!("{kind}: kind not selected"),
-            Skip::Namespace => format!("{kind}: namespace not selected"),
-            Skip::SensitiveNamespace => format!("{kind}: kube-* namespace"),
-            Skip::ExcludedNamespace => format!("{kind}: excluded namespace"),
-            Skip::Excluded(why) => format!("{kind}: {why}"),
-        };
-        *self.skipped.entry(label).or_default() += 1;
+        *self.skipped.entry(skip_label(skip, kind)).or_default() += 1;
     }
 
     /// The root hash: sha256 over every object's reference and change key, in order.
@@ -380,6 +300,121 @@ impl Snapshot {
             text.push_str(&format!("{reference}\t{}\n", entry.change_key));
         }
         ChangeKey::of_bytes(text.as_bytes())
+    }
+}
+
+/// One object read from a source, normalized and keyed, not yet part of a snapshot: the
+/// costly part of reading it, which needs no snapshot and so runs wherever its page was
+/// parsed.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Left out: why (a skip label), and a kind whose state it makes incomplete.
+    Skipped {
+        /// How it is counted in [`Snapshot::skipped`].
+        label: String,
+        /// A kind of the scope this object is at another version of.
+        held: Option<(&'static Kind, String)>,
+    },
+    /// An object of the scope.
+    Object(ObjectRef, Box<Entry>),
+}
+
+/// Filters an object by scope, reads k8s-sync's bookkeeping annotations, normalizes it and
+/// keys it. Fails on an object no snapshot can hold (no name, an invalid one).
+pub fn prepare(raw: RawObject, scope: &Scope) -> Result<Prepared, Error> {
+    let RawObject {
+        mut value,
+        origin,
+        archived,
+    } = raw;
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    // One lookup per object: the kind by group, then its version.
+    let (group, version) = kinds::split_api_version(api_version);
+    let known = kinds::by_group_kind(group, kind_name);
+    let Some(kind) = known.filter(|k| k.version == version) else {
+        let held = known.filter(|k| scope.kinds.contains(k)).map(|known| {
+            let reason = format!(
+                "{origin} is a {kind_name} at {api_version}, which k8s-sync reads at {}",
+                known.api_version()
+            );
+            (known, reason)
+        });
+        let label = if kind_name.is_empty() {
+            "object without kind".to_string()
+        } else {
+            format!("unknown kind {api_version}/{kind_name}")
+        };
+        return Ok(Prepared::Skipped { label, held });
+    };
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::MissingName {
+            origin: origin.clone(),
+            kind: kind.kind.to_string(),
+        })?
+        .to_string();
+    if kind.path_segment_names {
+        check_path_segment(&origin, &name)?;
+    } else {
+        check_name(&origin, "name", &name, 253)?;
+    }
+    let namespace = if kind.namespaced {
+        let namespace = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        check_name(&origin, "namespace", &namespace, 63)?;
+        namespace
+    } else {
+        String::new()
+    };
+    if let Err(skip) = scope.admits(kind, &namespace, &value) {
+        let label = skip_label(skip, kind.kind);
+        return Ok(Prepared::Skipped { label, held: None });
+    }
+    if kind.namespaced {
+        value["metadata"]["namespace"] = Value::String(namespace.clone());
+    } else if let Some(metadata) = value["metadata"].as_object_mut() {
+        metadata.remove("namespace");
+    }
+    let applied = read_applied(&value);
+    let identity = read_identity(&value);
+    let owned_by = synced_controller(&value, scope);
+    normalize::normalize(&mut value, kind);
+    let canonical = Canonical::of(&value);
+    drop(value);
+    let entry = Entry {
+        change_key: canonical.change_key(),
+        canonical,
+        applied,
+        redacted: archived.is_some_and(|a| a.redacted),
+        origin,
+        identity,
+        owned_by,
+    };
+    let reference = ObjectRef {
+        kind,
+        namespace,
+        name,
+    };
+    Ok(Prepared::Object(reference, Box::new(entry)))
+}
+
+fn skip_label(skip: Skip, kind: &str) -> String {
+    match skip {
+        Skip::Kind => format!("{kind}: kind not selected"),
+        Skip::Namespace => format!("{kind}: namespace not selected"),
+        Skip::SensitiveNamespace => format!("{kind}: kube-* namespace"),
+        Skip::ExcludedNamespace => format!("{kind}: excluded namespace"),
+        Skip::Excluded(why) => format!("{kind}: {why}"),
     }
 }
 

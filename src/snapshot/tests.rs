@@ -70,7 +70,7 @@ fn reads_bookkeeping_before_normalizing() {
         entry.applied,
         Some(Applied {
             source: "primary".into(),
-            change_key: key.clone(),
+            change_key: key,
             prune_held: false,
         })
     );
@@ -193,4 +193,54 @@ fn root_hash_depends_on_content_only() {
     )
     .unwrap();
     assert_ne!(a.root_hash(), c.root_hash());
+}
+
+#[test]
+fn a_copy_in_step_shares_the_sources_bytes_and_a_differing_one_keeps_its_own() {
+    let scope = Scope::default();
+    let desired = Snapshot::build(
+        "primary",
+        [
+            raw(configmap(Some("shop"), "a")),
+            raw(configmap(Some("shop"), "b")),
+        ],
+        &scope,
+    )
+    .unwrap();
+    let mut edited = configmap(Some("shop"), "b");
+    edited["data"]["a"] = "edited".into();
+    let mut live = Snapshot::new("replica");
+    for object in [configmap(Some("shop"), "a"), edited] {
+        live.insert(raw(object), &scope, Some(&desired)).unwrap();
+    }
+    let entry = |snapshot: &Snapshot, name: &str| {
+        snapshot
+            .objects
+            .iter()
+            .find(|(r, _)| r.name == name)
+            .map(|(_, e)| e.clone())
+            .unwrap()
+    };
+    assert!(
+        entry(&live, "a")
+            .canonical
+            .shares(&entry(&desired, "a").canonical)
+    );
+    let (have, want) = (entry(&live, "b"), entry(&desired, "b"));
+    assert!(!have.canonical.shares(&want.canonical));
+    assert_ne!(have.change_key, want.change_key);
+    assert_eq!(have.object()["data"]["a"], "edited");
+}
+
+#[test]
+fn a_prepared_object_of_a_held_version_counts_as_skipped_and_holds_its_kind() {
+    let scope = Scope::default();
+    let mut object = json!({"apiVersion": "apps/v1beta2", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"}});
+    let prepared = prepare(raw(object.take()), &scope).unwrap();
+    let mut snapshot = Snapshot::new("primary");
+    snapshot.add(prepared, None).unwrap();
+    assert!(snapshot.objects.is_empty());
+    assert_eq!(snapshot.incomplete.len(), 1, "{:?}", snapshot.incomplete);
+    assert_eq!(snapshot.skipped.values().sum::<usize>(), 1);
 }

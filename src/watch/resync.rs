@@ -152,7 +152,7 @@ impl Watch {
         // `desired` was taken are queued already, and their own pass applies the newer state.
         let current = |reference: &ObjectRef| {
             self.state.get(reference).map(|e| e.change_key)
-                == desired.objects.get(reference).map(|e| e.change_key.clone())
+                == desired.objects.get(reference).map(|e| e.change_key)
         };
         let (plan, report) = pass::run(
             &replica.cluster,

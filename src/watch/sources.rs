@@ -297,6 +297,19 @@ async fn primary_watcher(
                 }
                 Some(Ok(watcher::Event::Delete(object))) => {
                     watch.count_event(kind.id(), "delete");
+                    // The server deletes every object of a kind whose CRD is being deleted, and
+                    // this stream may bring those deletions before the CRD's watcher brings
+                    // the CRD's own change: the primary is asked first.
+                    if kind.is_custom() && watch.primary.definition_terminating(kind).await {
+                        warn!(
+                            kind = kind.id(),
+                            "a CRD is being deleted on the primary: its objects' deletions are not synced"
+                        );
+                        watch
+                            .state
+                            .hold_kind(kind, "its CRD is being deleted on the primary");
+                        watch.authority_changed.notify_waiters();
+                    }
                     if let Some(reference) = reference_of(kind, &object)
                         && watch.state.delete(&reference) == Change::Deleted
                     {

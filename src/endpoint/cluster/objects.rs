@@ -12,15 +12,17 @@ use crate::normalize::{
     CHANGE_KEY_ANNOTATION, MANAGED_LABEL, PRUNE_HELD_ANNOTATION, SOURCE_ANNOTATION,
 };
 use crate::scope::Scope;
-use crate::snapshot::{RawObject, Snapshot};
+use crate::snapshot::{self, Prepared, RawObject, Snapshot};
 
 impl Cluster {
     /// Lists every object of the scope's kinds, page by page, into a snapshot named `name`;
-    /// returns it with the names of every namespace the cluster has. Each page is folded in as it arrives, so no listing is held whole;
-    /// an object `shared` holds with the same change key shares its bytes
-    /// ([`Snapshot::insert`]). A kind the server does not serve (a custom resource whose CRD
-    /// it lacks) is an error when `unserved_ok` is false (a source's state of it would be
-    /// unknown), else recorded in the snapshot (a replica: its objects fail alone).
+    /// returns it with the names of every namespace the cluster has. Each page is prepared
+    /// ([`snapshot::prepare`]: normalized and keyed) off this task while the next is fetched,
+    /// and folded in as it comes, so no listing is held whole; an object `shared` holds with
+    /// the same change key shares its bytes ([`Snapshot::add`]). A kind the server does not
+    /// serve (a custom resource whose CRD it lacks) is an error when `unserved_ok` is false
+    /// (a source's state of it would be unknown), else recorded in the snapshot (a replica:
+    /// its objects fail alone).
     pub async fn snapshot(
         &self,
         name: &str,
@@ -30,16 +32,20 @@ impl Cluster {
     ) -> Result<(Snapshot, Vec<String>), ListError> {
         let mut snapshot = Snapshot::new(name);
         let mut namespaces = Vec::new();
-        self.list_path("/api/v1/namespaces", "namespaces", &mut |ns| {
-            if let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) {
-                namespaces.push(name.to_string());
-            }
+        let name_of = |ns: Value| {
+            ns.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        self.list_path("/api/v1/namespaces", "namespaces", name_of, &mut |name| {
+            namespaces.extend(name);
             Ok(())
         })
         .await?;
         if !unserved_ok {
             snapshot.incomplete = self.terminating_definitions(scope).await;
         }
+        let shared_scope = std::sync::Arc::new(scope.clone());
         for kind in scope.listed_kinds() {
             let mut paths: Vec<String> = match &scope.namespaces {
                 Some(only) if kind.namespaced => only
@@ -60,18 +66,22 @@ impl Cluster {
                 paths.push(kind.url_path(Some(first)));
             }
             for path in paths {
-                let mut fold = |mut value: Value| {
+                let (scope, origin) = (shared_scope.clone(), self.name.clone());
+                let prepare = move |mut value: Value| {
                     // Items of a typed list carry no apiVersion/kind of their own.
                     value["apiVersion"] = kind.api_version().into();
                     value["kind"] = kind.kind.into();
                     let raw = RawObject {
                         value,
-                        origin: self.name.clone(),
+                        origin: origin.clone(),
                         archived: None,
                     };
-                    snapshot.insert(raw, scope, shared).map_err(ListError::from)
+                    snapshot::prepare(raw, &scope)
                 };
-                match self.list_path(&path, kind.plural, &mut fold).await {
+                let mut fold = |prepared: Result<Prepared, snapshot::Error>| {
+                    Ok(snapshot.add(prepared?, shared)?)
+                };
+                match self.list_path(&path, kind.plural, prepare, &mut fold).await {
                     Ok(()) => {}
                     Err(ListError::Cluster(e)) if unserved_ok && e.is_not_found() => {
                         snapshot.unserved.push(kind);
@@ -92,44 +102,54 @@ impl Cluster {
     /// replicas. One GET per such kind and pass; a CRD that cannot be read is not reported.
     async fn terminating_definitions(&self, scope: &Scope) -> Vec<(&'static Kind, String)> {
         let mut terminating = Vec::new();
-        for kind in scope
-            .kinds
-            .iter()
-            .filter(|k| !k.in_table && k.group.contains('.'))
-        {
-            let request = kube::core::Request::new(crate::kinds::CRD.url_path(None))
-                .get(&kind.resource(), &Default::default())
-                .expect("get requests always build");
-            let what = format!("get customresourcedefinition {}", kind.resource());
-            if let Ok(crd) = self.send(&what, request, false).await
-                && crd.pointer("/metadata/deletionTimestamp").is_some()
-            {
+        for kind in scope.kinds.iter().filter(|k| k.is_custom()) {
+            if self.definition_terminating(kind).await {
                 terminating.push((kind, "its CRD is being deleted on the primary".to_string()));
             }
         }
         terminating
     }
 
-    /// Lists `path` page by page, handing each item (without its managed fields) to `each`.
-    /// A task of its own fetches and parses the pages, one ahead: the server makes the next
-    /// page while this one is folded in.
-    async fn list_path(
+    /// Whether the CRD of `kind`, a custom resource kind, is being deleted on this cluster (one
+    /// GET; a CRD that cannot be read is not reported).
+    pub async fn definition_terminating(&self, kind: &Kind) -> bool {
+        let request = kube::core::Request::new(crate::kinds::CRD.url_path(None))
+            .get(&kind.resource(), &Default::default())
+            .expect("get requests always build");
+        let what = format!("get customresourcedefinition {}", kind.resource());
+        matches!(self.send(&what, request, false).await,
+            Ok(crd) if crd.pointer("/metadata/deletionTimestamp").is_some())
+    }
+
+    /// Lists `path` page by page, each item (without its managed fields) through `prepare`
+    /// and then to `each`. A task of its own fetches and parses the pages and hands each to
+    /// the blocking pool to prepare; up to two pages wait, so the server makes the next page
+    /// while one is prepared and another folded in.
+    async fn list_path<T: Send + 'static>(
         &self,
         path: &str,
         what: &str,
-        each: &mut (dyn FnMut(Value) -> Result<(), ListError> + Send),
+        prepare: impl Fn(Value) -> T + Send + Sync + 'static,
+        each: &mut (dyn FnMut(T) -> Result<(), ListError> + Send),
     ) -> Result<(), ListError> {
-        let (pages, mut arrived) = tokio::sync::mpsc::channel(1);
-        let fetcher = tokio::spawn(self.clone().fetch_pages(
+        let (pages, mut arrived) = tokio::sync::mpsc::channel(2);
+        let fetcher = self.clone().fetch_pages(
             path.to_string(),
-            what.to_string(),
+            format!("list {what}"),
+            std::sync::Arc::new(prepare),
             pages,
-        ));
+        );
+        let fetcher = tokio::spawn(fetcher);
         let mut folded = Ok(());
         while let Some(page) = arrived.recv().await {
-            folded = page
-                .map_err(ListError::from)
-                .and_then(|items| items.into_iter().try_for_each(|item| each(item.0)));
+            folded = match page {
+                Ok(prepared) => prepared
+                    .await
+                    .expect("preparing a page does not panic")
+                    .into_iter()
+                    .try_for_each(&mut *each),
+                Err(error) => Err(error.into()),
+            };
             if folded.is_err() {
                 break;
             }
@@ -140,15 +160,16 @@ impl Cluster {
         folded
     }
 
-    /// Sends each page of `path` to `pages` until the last, an error, or a receiver gone.
-    async fn fetch_pages(
+    /// Sends each page of `path`, being prepared, to `pages` until the last, an error, or a
+    /// receiver gone.
+    async fn fetch_pages<T: Send + 'static>(
         self,
         path: String,
         what: String,
-        pages: tokio::sync::mpsc::Sender<Result<Vec<page::Item>, Error>>,
+        prepare: std::sync::Arc<impl Fn(Value) -> T + Send + Sync + 'static>,
+        pages: tokio::sync::mpsc::Sender<Result<tokio::task::JoinHandle<Vec<T>>, Error>>,
     ) {
         let mut params = ListParams::default().limit(PAGE_SIZE);
-        let what = format!("list {what}");
         loop {
             let request = kube::core::Request::new(&path)
                 .list(&params)
@@ -161,11 +182,12 @@ impl Cluster {
                 }
             };
             let next = page.metadata.continue_token.filter(|t| !t.is_empty());
-            if pages
-                .send(Ok(page.items.unwrap_or_default()))
-                .await
-                .is_err()
-            {
+            let items = page.items.unwrap_or_default();
+            let prepare = prepare.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                items.into_iter().map(|item| prepare(item.0)).collect()
+            });
+            if pages.send(Ok(prepared)).await.is_err() {
                 return;
             }
             match next {
@@ -178,16 +200,23 @@ impl Cluster {
     /// Server-side applies `object` (a normalized object carrying k8s-sync's annotations) as
     /// field manager `k8s-sync`, taking over conflicting fields.
     pub async fn apply(&self, kind: &Kind, object: &Value, dry_run: bool) -> Result<Value, Error> {
-        let (namespace, name) = identity(object);
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
-        if dry_run {
-            params = params.dry_run();
-        }
-        let request = kube::core::Request::new(kind.url_path(Some(namespace)))
-            .patch(name, &params, &Patch::Apply(object))
-            .expect("apply requests always build");
-        let what = format!("apply {namespace}/{}/{name}", kind.kind);
+        let (what, request) = apply_request(kind, object, dry_run);
         self.send(&what, request, true).await
+    }
+
+    /// Applies `object` as [`Cluster::apply`] does, and reads nothing of the answer but its
+    /// status: the answer is the whole object, managed fields included, and parsing it would
+    /// cost a write more than the rest of its work on this side.
+    pub async fn apply_without_answer(
+        &self,
+        kind: &Kind,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<(), Error> {
+        let (what, request) = apply_request(kind, object, dry_run);
+        self.send_as::<serde::de::IgnoredAny>(&what, request, true)
+            .await
+            .map(|_| ())
     }
 
     /// Marks an object's prune as held ([`PRUNE_HELD_ANNOTATION`], with the time), or takes the
@@ -377,6 +406,20 @@ fn without_managed_fields(mut object: Value) -> Value {
         metadata.remove("managedFields");
     }
     object
+}
+
+/// A server-side apply of `object` as field manager `k8s-sync`, taking over conflicting
+/// fields, and what to call it in errors.
+fn apply_request(kind: &Kind, object: &Value, dry_run: bool) -> (String, http::Request<Vec<u8>>) {
+    let (namespace, name) = identity(object);
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    if dry_run {
+        params = params.dry_run();
+    }
+    let request = kube::core::Request::new(kind.url_path(Some(namespace)))
+        .patch(name, &params, &Patch::Apply(object))
+        .expect("apply requests always build");
+    (format!("apply {namespace}/{}/{name}", kind.kind), request)
 }
 
 fn identity(object: &Value) -> (&str, &str) {
