@@ -224,8 +224,9 @@ pub struct ApplyArgs {
 /// How changes are applied.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Requests in flight per replica.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Requests in flight per replica. The default is where the local API servers' own write
+    /// rate levels off (BENCHMARKS.md, "Scale": 8 and more in flight per server).
+    #[arg(long, value_name = "N", default_value_t = k8s_sync::apply::DEFAULT_WORKERS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_count: u16,
     /// Send server-side dry-run requests: the servers validate every change, nothing is
     /// changed, no job is recorded.

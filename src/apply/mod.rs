@@ -39,10 +39,14 @@ pub struct ApplyOptions {
     pub pending_when_unreachable: bool,
 }
 
+/// Requests in flight per replica unless told otherwise: where the local API servers' own
+/// write rate levels off (BENCHMARKS.md, "Scale").
+pub const DEFAULT_WORKERS: u16 = 8;
+
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            workers: 4,
+            workers: DEFAULT_WORKERS.into(),
             dry_run: false,
             recreate: false,
             retry: RetryPolicy::default(),
