@@ -165,7 +165,10 @@ async fn apply(args: &[String]) -> anyhow::Result<()> {
             let request = http::Request::post("/api/v1/namespaces")
                 .header("content-type", "application/json")
                 .body(serde_json::to_vec(&body)?)?;
-            client.request_text(request).await?;
+            match client.request_text(request).await {
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                other => drop(other?),
+            }
         }
         clients.push(client);
     }
