@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::apply::apply_body;
 use crate::diff::{Action, Change, Check, Plan, Reason, subset_differences};
 use crate::endpoint::Cluster;
+use crate::kinds::Kind;
 use crate::normalize;
 use crate::snapshot::{Entry, Snapshot};
 use crate::store::{self, Store, VerdictRecord};
@@ -92,7 +93,7 @@ pub async fn confirm(
         };
         match recorded {
             Some(verdict) => remembered.push((index, verdict.paths)),
-            None if !want.redacted => to_ask.push((index, want, have, version)),
+            None if !want.redacted => to_ask.push((index, reference.kind, want, have, version)),
             None => {}
         }
     }
@@ -103,16 +104,16 @@ pub async fn confirm(
     // The first question alone: a server that refuses it (credentials that may not patch)
     // is not asked the others.
     let mut answers: Vec<(usize, Answer)> = Vec::with_capacity(to_ask.len());
-    if let Some((index, want, have, _)) = to_ask.first() {
-        let first = ask(cluster, want, have, &desired.source).await;
+    if let Some((index, kind, want, have, _)) = to_ask.first() {
+        let first = ask(cluster, kind, want, have, &desired.source).await;
         let refused = matches!(first, Answer::Refused(_));
         answers.push((*index, first));
         if !refused {
             // The futures are made before the stream, not in a `map` closure: a closure
             // returning a borrowing future makes the pass non-`Send` for spawned tasks.
             let mut asks = Vec::with_capacity(to_ask.len());
-            for (index, want, have, _) in &to_ask[1..] {
-                asks.push(ask_one(*index, cluster, want, have, &desired.source));
+            for (index, kind, want, have, _) in &to_ask[1..] {
+                asks.push(ask_one(*index, cluster, kind, want, have, &desired.source));
             }
             let rest: Vec<(usize, Answer)> = futures::stream::iter(asks)
                 .buffer_unordered(workers.max(1))
@@ -131,7 +132,7 @@ pub async fn confirm(
             Answer::Unknown => continue,
         };
         confirmation.asked += 1;
-        let (_, want, _, version) = to_ask
+        let (_, _, want, _, version) = to_ask
             .iter()
             .find(|(i, ..)| *i == index)
             .expect("each answer is to a question");
@@ -187,22 +188,21 @@ enum Answer {
 async fn ask_one(
     index: usize,
     cluster: &Cluster,
+    kind: &'static Kind,
     want: &Entry,
     have: &Entry,
     source: &str,
 ) -> (usize, Answer) {
-    (index, ask(cluster, want, have, source).await)
+    (index, ask(cluster, kind, want, have, source).await)
 }
 
-async fn ask(cluster: &Cluster, want: &Entry, have: &Entry, source: &str) -> Answer {
-    let object = want.object();
-    let kind = crate::kinds::by_type(
-        object["apiVersion"].as_str().unwrap_or_default(),
-        object["kind"].as_str().unwrap_or_default(),
-    );
-    let Some(kind) = kind else {
-        return Answer::Unknown;
-    };
+async fn ask(
+    cluster: &Cluster,
+    kind: &'static Kind,
+    want: &Entry,
+    have: &Entry,
+    source: &str,
+) -> Answer {
     let body = apply_body(want, source);
     match cluster.apply(kind, &body, true).await {
         Ok(mut would_be) => {

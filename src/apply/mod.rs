@@ -235,7 +235,9 @@ pub async fn apply(
         }
     }
 
-    store.settle_all(&plan.replica, in_step)?;
+    if !in_step.is_empty() {
+        store.settle_all(&plan.replica, in_step)?;
+    }
 
     let mut created_namespaces = Vec::new();
     for namespace in &plan.missing_namespaces {

@@ -127,9 +127,10 @@ impl Connected {
         self.read(name, scope, true, None).await
     }
 
-    /// Reads a replica as [`Connected::snapshot`] does, its copies that are `desired`'s objects
-    /// byte for byte sharing their bytes with them: a replica in step costs little memory
-    /// beyond the source's state.
+    /// Reads a replica as [`Connected::snapshot`] does, a cluster's copies that are
+    /// `desired`'s objects byte for byte sharing their bytes with them: a replica in step costs
+    /// little memory beyond the source's state. (A directory, read by `diff` only, is read as
+    /// it is.)
     pub async fn snapshot_against(
         &self,
         name: &str,

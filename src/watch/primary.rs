@@ -143,6 +143,14 @@ impl PrimaryState {
         })
     }
 
+    /// Whether `kind` is held ([`PrimaryState::hold_kind`]).
+    pub fn is_held(&self, kind: &Kind) -> bool {
+        self.read()
+            .collections
+            .iter()
+            .any(|(c, s)| c.kind == kind && s.held.is_some())
+    }
+
     /// Holds `kind` for good: no listing of it is authoritative again, for `reason` (its CRD is
     /// being deleted on the primary).
     pub fn hold_kind(&self, kind: &Kind, reason: &str) {

@@ -299,8 +299,12 @@ async fn primary_watcher(
                     watch.count_event(kind.id(), "delete");
                     // The server deletes every object of a kind whose CRD is being deleted, and
                     // this stream may bring those deletions before the CRD's watcher brings
-                    // the CRD's own change: the primary is asked first.
-                    if kind.is_custom() && watch.primary.definition_terminating(kind).await {
+                    // the CRD's own change: the primary is asked first (once held, the kind
+                    // stays held, and the rest of a mass deletion costs no more requests).
+                    if kind.is_custom()
+                        && !watch.state.is_held(kind)
+                        && watch.primary.definition_terminating(kind).await
+                    {
                         warn!(
                             kind = kind.id(),
                             "a CRD is being deleted on the primary: its objects' deletions are not synced"

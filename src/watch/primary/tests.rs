@@ -192,7 +192,9 @@ fn a_kind_held_for_its_crd_deletion_stays_held_through_a_relist() {
     listed(&state, &configmaps(None), &[("shop", "a", "1")]);
     let kind = by_plural("configmaps").unwrap();
     assert_eq!(state.authority(kind), Ok(()));
+    assert!(!state.is_held(kind));
     state.hold_kind(kind, "its CRD is being deleted on the primary");
+    assert!(state.is_held(kind));
     assert!(
         state
             .authority(kind)
