@@ -376,8 +376,8 @@ async fn new_objects_are_written_without_reading_the_replicas_first() {
 
 #[tokio::test]
 async fn with_no_adopt_a_copy_made_by_hand_after_start_is_left_alone() {
-    // The replica's listing predates the copy and the watch on managed objects cannot see it:
-    // without adoption, the object must be read before anything is written.
+    // The replica's listing predates the copy: without adoption, the object must be read (or
+    // its copy seen by the replica's watcher) before anything is written.
     let Some(env) = TestEnv::get() else { return };
     let _shared = PRIMARY.read().await;
     let ns = env

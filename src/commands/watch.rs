@@ -23,6 +23,8 @@ use super::signals::StopSignals;
 use crate::cli::{ElectionArgs, WatchArgs};
 
 pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> {
+    // A bcrypt run: made while the clusters are connected, not after.
+    let authenticator = tokio::spawn(super::listeners::authenticator(args.server.token_ttl));
     let mut pass = pass_options(&args.pass, Some(&args.run), false);
     // A replica that stops answering mid-write is caught up when it is back.
     pass.apply.pending_when_unreachable = true;
@@ -118,7 +120,7 @@ pub async fn run(args: WatchArgs, _output: &Output) -> anyhow::Result<ExitCode> 
 
     // The same server as `serve`; ready only while the replicas are in step with an
     // authoritative primary state.
-    let authenticator = super::listeners::authenticator(args.server.token_ttl).await?;
+    let authenticator = authenticator.await.context("preparing password checks")??;
     let ready = watch.clone();
     let mut service = Api::new(
         store,

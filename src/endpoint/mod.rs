@@ -11,7 +11,7 @@ pub mod served;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use cluster::{Cluster, Fence, ListError};
+pub use cluster::{Cluster, Fence, ListError, ServedObject};
 
 use crate::archive;
 use crate::scope::Scope;

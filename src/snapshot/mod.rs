@@ -123,6 +123,14 @@ impl Entry {
         self.canonical.to_value()
     }
 
+    /// Takes the canonical bytes of `other`, the same object, when it is in the same state
+    /// (an equal change key, neither redacted), so that the two hold them once.
+    pub fn share(&mut self, other: &Entry) {
+        if other.change_key == self.change_key && !other.redacted && !self.redacted {
+            self.canonical = other.canonical.clone();
+        }
+    }
+
     /// The object as replicas are to have it: see [`Snapshot::for_replicas`].
     pub fn shape_for_replicas(&mut self, kind: &Kind, scope: &Scope) {
         if !kind.suspended_on_replicas || scope.run_cronjobs {
@@ -275,17 +283,40 @@ impl Snapshot {
                 second: entry.origin,
             });
         }
-        if let Some(same) = shared
-            .and_then(|s| s.objects.get(&reference))
-            .filter(|e| e.change_key == entry.change_key && !e.redacted && !entry.redacted)
-        {
-            entry.canonical = same.canonical.clone();
+        if let Some(same) = shared.and_then(|s| s.objects.get(&reference)) {
+            entry.share(same);
         }
         if reference.kind.namespaced {
             self.namespaces.insert(reference.namespace.clone());
         }
         self.objects.insert(reference, entry);
         Ok(())
+    }
+
+    /// Adds the objects, namespaces and counts of `other`, a snapshot of other collections of
+    /// the same source (its objects are not among these).
+    pub fn merge(&mut self, mut other: Snapshot) {
+        self.objects.append(&mut other.objects);
+        self.namespaces.append(&mut other.namespaces);
+        for (label, count) in other.skipped {
+            *self.skipped.entry(label).or_default() += count;
+        }
+        for held in other.incomplete {
+            if !self.incomplete.iter().any(|(k, _)| *k == held.0) {
+                self.incomplete.push(held);
+            }
+        }
+        self.unserved.extend(other.unserved);
+    }
+
+    /// Makes each object that `shared` holds with the same change key share its canonical
+    /// bytes, as [`Snapshot::add`] does for objects added with a source at hand.
+    pub fn share_with(&mut self, shared: &Snapshot) {
+        for (reference, entry) in &mut self.objects {
+            if let Some(same) = shared.objects.get(reference) {
+                entry.share(same);
+            }
+        }
     }
 
     fn count_skip(&mut self, skip: Skip, kind: &str) {

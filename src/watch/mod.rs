@@ -8,17 +8,19 @@
 //!        ▼                                                          ▼
 //! per replica: WorkQueue ──▶ workers ──▶ pass::run ◀── full passes (start, catch-up, resync)
 //!        ▲
-//! replica watchers (managed label), probes (primary and replicas)
+//! replica watchers (their first listing feeds the first full pass), probes (primary and replicas)
 //! ```
 
 mod health;
 mod kinds;
+mod listing;
 mod object;
 mod presence;
 mod primary;
 mod probes;
 pub mod queue;
 mod replica;
+mod replica_watchers;
 mod resync;
 mod sources;
 mod status;

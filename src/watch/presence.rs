@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use crate::snapshot::ObjectRef;
 
 /// The objects that may exist on one replica: everything its full listings showed, and every
-/// object seen (by the watch on its managed objects) or written since. Unknown until a full
+/// object seen (by the watch on its objects) or written since. Unknown until a full
 /// pass has listed the replica.
 ///
 /// Only "missing" is acted on, so every doubt counts as present: an absent object wrongly

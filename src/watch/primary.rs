@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use crate::kinds::Kind;
+use crate::normalize::ChangeKey;
 use crate::snapshot::{Entry, ObjectRef, Snapshot};
 
 /// One watched collection: a kind, cluster-wide (`None`) or in one namespace.
@@ -380,6 +381,19 @@ impl PrimaryState {
     /// One object's desired state, if the primary has it.
     pub fn get(&self, reference: &ObjectRef) -> Option<Entry> {
         self.read().objects.get(reference).cloned()
+    }
+
+    /// Makes `entry`, a replica's copy of an object, share the canonical bytes of the
+    /// primary's when it is in step with it (the same change key).
+    pub fn share(&self, reference: &ObjectRef, entry: &mut Entry) {
+        if let Some(same) = self.read().objects.get(reference) {
+            entry.share(same);
+        }
+    }
+
+    /// The change key of one object, if the primary has it.
+    pub fn change_key(&self, reference: &ObjectRef) -> Option<ChangeKey> {
+        self.read().objects.get(reference).map(|e| e.change_key)
     }
 
     /// Whether the primary has the object.

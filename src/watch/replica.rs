@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::Work;
 use super::health::Health;
+use super::listing::InitialListing;
 use super::presence::Presence;
 use super::queue::WorkQueue;
 use super::tracker::Tracker;
@@ -31,6 +32,8 @@ pub struct Replica {
     pub(super) budget: PruneBudget,
     /// What is out of step there.
     pub(super) tracker: Tracker,
+    /// What its watchers listed at start, until the first full pass takes it.
+    pub(super) listing: InitialListing,
     /// Namespaces known to exist there, so object work needs no namespace request.
     namespaces: Mutex<HashSet<String>>,
     /// Objects the source manages there, as of the last full pass.
@@ -53,6 +56,7 @@ impl Replica {
             present: Presence::default(),
             budget: PruneBudget::over(prune_window),
             tracker: Tracker::default(),
+            listing: InitialListing::default(),
             namespaces: Mutex::default(),
             managed: AtomicUsize::new(0),
             retries: Mutex::default(),

@@ -9,6 +9,8 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::listing::Part;
+use super::sources;
 use super::{Replica, Watch, Work};
 use crate::diff::Deferral;
 use crate::endpoint::ListError;
@@ -16,6 +18,10 @@ use crate::pass::{self, Focus};
 use crate::safety;
 use crate::snapshot::{ObjectRef, Snapshot};
 use crate::store;
+
+/// How often the first full pass looks again whether a replica's watchers failed while it
+/// waits for their listings.
+const LISTING_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Watch {
     /// Runs a full pass whenever the primary's state becomes complete: first at start, then
@@ -73,18 +79,20 @@ impl Watch {
         }
     }
 
-    /// Plans every replica that answers against the primary's state and applies.
-    pub(super) async fn full_pass(&self) -> Result<(), store::Error> {
+    /// Plans every replica that answers against the primary's state and applies, each replica
+    /// in a task of its own: planning is work for a core, and one replica's need not wait for
+    /// another's.
+    pub(super) async fn full_pass(self: &Arc<Self>) -> Result<(), store::Error> {
         let timer = self.metrics.pass_seconds.start_timer();
         let started = Instant::now();
-        let desired = self.state.snapshot();
-        let passes = self
-            .replicas
-            .iter()
-            .filter(|r| r.health.is_up())
-            .map(|replica| self.sync_whole(replica, &desired, started));
-        for result in futures::future::join_all(passes).await {
-            result?;
+        let desired = Arc::new(self.state.snapshot());
+        let mut passes = tokio::task::JoinSet::new();
+        for replica in self.replicas.iter().filter(|r| r.health.is_up()) {
+            let (watch, replica, desired) = (self.clone(), replica.clone(), desired.clone());
+            passes.spawn(async move { watch.sync_whole(&replica, &desired, started).await });
+        }
+        while let Some(result) = passes.join_next().await {
+            result.expect("a full pass does not panic")?;
         }
         timer.observe_duration();
         Ok(())
@@ -124,10 +132,15 @@ impl Watch {
     ) -> Result<bool, store::Error> {
         let pass = self.pass();
         let scope = &pass.scope;
-        let listed = replica
-            .cluster
-            .snapshot(&replica.name, scope, true, Some(desired))
-            .await;
+        let listed = match self.first_listing(replica, desired).await {
+            Some(listed) => Ok(listed),
+            None => {
+                replica
+                    .cluster
+                    .snapshot(&replica.name, scope, true, Some(desired))
+                    .await
+            }
+        };
         let (live, names) = match listed {
             Ok(listed) => listed,
             Err(ListError::Cluster(error)) => {
@@ -151,8 +164,7 @@ impl Watch {
         // The store may move on while the replica is read: objects whose state changed since
         // `desired` was taken are queued already, and their own pass applies the newer state.
         let current = |reference: &ObjectRef| {
-            self.state.get(reference).map(|e| e.change_key)
-                == desired.objects.get(reference).map(|e| e.change_key)
+            self.state.change_key(reference) == desired.objects.get(reference).map(|e| e.change_key)
         };
         let (plan, report) = pass::run(
             &replica.cluster,
@@ -176,6 +188,40 @@ impl Watch {
         let figures = replica.tracker.figures();
         self.metrics.record_pass(&report, figures.drifted);
         Ok(report.interrupted == 0)
+    }
+
+    /// The replica as its watchers listed it at start, with its namespaces, for the first
+    /// full pass ([`super::listing`]). `None` when that listing is taken already or cannot
+    /// complete (a watcher failed, the replica went down): then the replica is listed.
+    async fn first_listing(
+        &self,
+        replica: &Replica,
+        desired: &Snapshot,
+    ) -> Option<(Snapshot, Vec<String>)> {
+        if !replica.listing.wanted() {
+            return None;
+        }
+        let scope = &self.pass().scope;
+        let client = replica.cluster.client();
+        let parts: Vec<Part> = scope
+            .listed_kinds()
+            .flat_map(|kind| (0..sources::apis(&client, kind, scope).len()).map(move |i| (kind, i)))
+            .collect();
+        while !replica.listing.complete(&parts) {
+            if !replica.health.is_up() || self.watcher_failing(&replica.name) {
+                replica.listing.give_up();
+                return None;
+            }
+            replica.listing.progressed(LISTING_CHECK).await;
+        }
+        let mut live = replica.listing.take(&parts)?;
+        let names = replica.cluster.namespace_names().await.ok()?;
+        for namespace in &names {
+            live.add_namespace(namespace, scope);
+        }
+        live.share_with(desired);
+        info!(replica = %replica.name, objects = live.objects.len(), "first pass: the replica as its watchers listed it");
+        Some((live, names))
     }
 
     /// Queues each delayed prune of `plan` for when it is due.

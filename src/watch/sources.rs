@@ -1,5 +1,5 @@
 //! Where watch mode's state and work come from: watchers on the primary (every synced
-//! collection, and namespaces) feeding its state, watchers on each replica's managed objects,
+//! collection, and namespaces) feeding its state, watchers on each replica's objects,
 //! and probes that tell whether each cluster answers.
 //!
 //! A primary watcher that fails starts over with a new listing (after a backoff) rather than
@@ -8,26 +8,26 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::primary::Change;
 use super::probes;
-use super::{Collection, Replica, Watch, WatcherState, Work};
-use crate::diff;
+use super::replica_watchers::{replica_watcher, reread_credentials};
+use super::{Collection, Watch, WatcherState, Work};
+use crate::endpoint::ServedObject;
 use crate::kinds::Kind;
-use crate::normalize::MANAGED_LABEL;
 use crate::retry::RetryPolicy;
 use crate::scope::Scope;
-use crate::snapshot::{Entry, ObjectRef, RawObject, Snapshot};
+use crate::snapshot::{self, Entry, ObjectRef, Prepared, RawObject};
 
 /// Watch calls the server ends after this many seconds, so that a quiet stream closes
 /// cleanly and is resumed before the client's 60 s read timeout would break it.
@@ -155,11 +155,11 @@ fn resource(kind: &Kind) -> ApiResource {
 }
 
 /// One API per watched collection: cluster-wide, or one per namespace of `--sync-namespaces`.
-fn apis(
+pub(super) fn apis(
     client: &kube::Client,
     kind: &'static Kind,
     scope: &Scope,
-) -> Vec<(Option<String>, Api<DynamicObject>)> {
+) -> Vec<(Option<String>, Api<ServedObject>)> {
     let resource = resource(kind);
     match &scope.namespaces {
         Some(_) if !kind.namespaced => vec![(None, Api::all_with(client.clone(), &resource))],
@@ -176,35 +176,30 @@ fn apis(
     }
 }
 
-fn watch_config() -> watcher::Config {
+pub(super) fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT)
 }
 
-fn to_raw(kind: &Kind, mut object: DynamicObject, origin: &str) -> Option<RawObject> {
-    // Normalization drops them; do it before they are copied into a JSON value.
-    object.metadata.managed_fields = None;
-    let mut value = serde_json::to_value(object).ok()?;
+/// An object a watcher brought, with the kind its list items do not carry.
+pub(super) fn to_raw(kind: &Kind, object: ServedObject, origin: &str) -> RawObject {
+    let mut value = object.into_value();
     value["apiVersion"] = kind.api_version().into();
     value["kind"] = kind.kind.into();
-    Some(RawObject {
+    RawObject {
         value,
         origin: origin.to_string(),
         archived: None,
-    })
+    }
 }
 
-fn reference_of(kind: &'static Kind, object: &DynamicObject) -> Option<ObjectRef> {
+pub(super) fn reference_of(kind: &'static Kind, object: &ServedObject) -> Option<ObjectRef> {
     Some(ObjectRef {
         kind,
         namespace: match kind.namespaced {
-            true => object
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
+            true => object.namespace().unwrap_or("default").to_string(),
             false => String::new(),
         },
-        name: object.metadata.name.clone()?,
+        name: object.name()?.to_string(),
     })
 }
 
@@ -214,16 +209,16 @@ impl Watch {
     fn primary_entry(
         &self,
         kind: &'static Kind,
-        object: DynamicObject,
+        object: ServedObject,
     ) -> Option<(ObjectRef, Entry)> {
-        let raw = to_raw(kind, object, "primary")?;
-        let pass = self.pass();
-        match Snapshot::build("primary", [raw], &pass.scope) {
-            Ok(snapshot) => snapshot
-                .for_replicas(&pass.scope)
-                .objects
-                .into_iter()
-                .next(),
+        let raw = to_raw(kind, object, "primary");
+        let scope = &self.pass().scope;
+        match snapshot::prepare(raw, scope) {
+            Ok(Prepared::Object(reference, mut entry)) => {
+                entry.shape_for_replicas(reference.kind, scope);
+                Some((reference, *entry))
+            }
+            Ok(Prepared::Skipped { .. }) => None,
             Err(error) => {
                 warn!(%error, "skipping an object the primary sent");
                 None
@@ -379,102 +374,6 @@ fn unserved(error: &watcher::Error) -> bool {
     )
 }
 
-/// How often each replica's kubeconfig is checked for new credentials.
-const CREDENTIALS_POLL: Duration = Duration::from_secs(2);
-
-/// Re-reads a replica's kubeconfig when its content changes (a rotated token written over it,
-/// a Secret volume updated): its requests use the new credentials at once, its watchers
-/// restart with them.
-async fn reread_credentials(replica: Arc<Replica>, stop: CancellationToken) {
-    let mut every = tokio::time::interval(CREDENTIALS_POLL);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        match replica.cluster.reread_credentials().await {
-            Ok(false) => {}
-            Ok(true) => {
-                info!(replica = %replica.name, "kubeconfig changed: credentials re-read");
-                replica
-                    .credentials
-                    .send_modify(|generation| *generation += 1);
-            }
-            Err(error) => {
-                warn!(replica = %replica.name, %error, "kubeconfig changed but cannot be read; the credentials in use stay");
-            }
-        }
-    }
-}
-
-/// Watches a replica's managed objects of one kind (the `index`-th of its collections),
-/// afresh with each new set of credentials.
-async fn replica_watcher(
-    watch: Arc<Watch>,
-    replica: Arc<Replica>,
-    kind: &'static Kind,
-    index: usize,
-    name: String,
-    stop: CancellationToken,
-) {
-    let mut credentials = replica.credentials.subscribe();
-    loop {
-        credentials.borrow_and_update();
-        let apis = apis(&replica.cluster.client(), kind, &watch.pass().scope);
-        let Some((_, api)) = apis.into_iter().nth(index) else {
-            return;
-        };
-        tokio::select! {
-            () = watch_replica(&watch, &replica, kind, api, &name, &stop) => return,
-            changed = credentials.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-async fn watch_replica(
-    watch: &Arc<Watch>,
-    replica: &Arc<Replica>,
-    kind: &'static Kind,
-    api: Api<DynamicObject>,
-    name: &str,
-    stop: &CancellationToken,
-) {
-    let config = watch_config().labels(&format!("{MANAGED_LABEL}=true"));
-    let events = watcher(api, config).default_backoff();
-    pump(watch, name, events, stop, |event| match event {
-        watcher::Event::Apply(object) => {
-            if let Some(reference) = reference_of(kind, &object) {
-                replica.present.note_present(&reference);
-            }
-            watch.on_replica_object(replica, kind, object);
-        }
-        watcher::Event::InitApply(object) => {
-            if let Some(reference) = reference_of(kind, &object) {
-                replica.present.note_present(&reference);
-            }
-        }
-        watcher::Event::Delete(object) => {
-            let Some(reference) = reference_of(kind, &object) else {
-                return;
-            };
-            replica.present.note_absent(&reference);
-            // A managed copy deleted by hand: bring it back if the primary still has it (the
-            // per-object pass waits while the primary's state is not authoritative).
-            if watch.state.contains(&reference) || watch.state.authority(kind).is_err() {
-                let now = Instant::now();
-                replica.tracker.queued(&reference, now);
-                replica.queue.add(Work::Object(reference), now);
-            }
-        }
-        watcher::Event::Init | watcher::Event::InitDone => {}
-    })
-    .await;
-}
-
 async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
     let api: Api<Namespace> = Api::all(watch.primary.client());
     let events = watcher(api, watch_config()).default_backoff();
@@ -511,69 +410,4 @@ async fn namespace_watcher(watch: Arc<Watch>, stop: CancellationToken) {
         }
     })
     .await;
-}
-
-impl Watch {
-    /// Whether the replica's server said before that `have` is what it makes of `want`: a
-    /// remembered verdict for this desired key and this resourceVersion.
-    fn server_said_in_step(
-        &self,
-        replica: &str,
-        reference: &ObjectRef,
-        want: &Entry,
-        have: &Entry,
-    ) -> bool {
-        let Some(identity) = &have.identity else {
-            return false;
-        };
-        matches!(
-            self.store.verdict(
-                replica,
-                reference.kind.id(),
-                &reference.namespace,
-                &reference.name,
-                want.change_key.as_str(),
-                &identity.resource_version,
-            ),
-            Ok(Some(verdict)) if verdict.paths.is_empty()
-        )
-    }
-
-    /// An event of a replica's managed object: queue the object when it drifted from the
-    /// primary's. The events of k8s-sync's own writes find it in step and cost nothing.
-    fn on_replica_object(&self, replica: &Replica, kind: &'static Kind, object: DynamicObject) {
-        let Some(raw) = to_raw(kind, object, &replica.name) else {
-            return;
-        };
-        let Ok(live) = Snapshot::build(&replica.name, [raw], &self.pass().scope) else {
-            return;
-        };
-        let Some((reference, have)) = live.objects.into_iter().next() else {
-            return;
-        };
-        let in_step = self.state.get(&reference).is_some_and(|want| {
-            let want = &want;
-            let keyed = have
-                .applied
-                .as_ref()
-                .is_some_and(|a| a.change_key == want.change_key);
-            let mut paths = Vec::new();
-            if want.change_key != have.change_key {
-                diff::subset_differences(
-                    &want.object(),
-                    &have.object(),
-                    &mut String::new(),
-                    &mut paths,
-                );
-            }
-            keyed
-                && (paths.is_empty()
-                    || self.server_said_in_step(&replica.name, &reference, want, &have))
-        });
-        if !in_step {
-            let now = Instant::now();
-            replica.tracker.queued(&reference, now);
-            replica.queue.add(Work::Object(reference), now);
-        }
-    }
 }

@@ -137,6 +137,19 @@ impl Watch {
         watchers.insert(watcher.to_string(), state);
     }
 
+    /// Whether a watcher of `cluster` lost its stream or found its resource unserved.
+    pub(super) fn watcher_failing(&self, cluster: &str) -> bool {
+        let prefix = format!("{cluster}/");
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(name, state)| {
+                name.starts_with(&prefix)
+                    && matches!(state, WatcherState::Recovering(_) | WatcherState::Unserved)
+            })
+    }
+
     /// Records a watcher's state in the status and the metric.
     pub(super) fn mark(&self, watcher: &str, state: WatcherState) {
         let running = i64::from(state == WatcherState::Running);

@@ -22,6 +22,7 @@ mod objects;
 mod page;
 use crate::retry::RetryPolicy;
 pub use error::Error;
+pub use page::ServedObject;
 
 /// The field manager k8s-sync applies as.
 pub const FIELD_MANAGER: &str = "k8s-sync";

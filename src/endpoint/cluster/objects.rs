@@ -31,17 +31,7 @@ impl Cluster {
         shared: Option<&Snapshot>,
     ) -> Result<(Snapshot, Vec<String>), ListError> {
         let mut snapshot = Snapshot::new(name);
-        let mut namespaces = Vec::new();
-        let name_of = |ns: Value| {
-            ns.pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        self.list_path("/api/v1/namespaces", "namespaces", name_of, &mut |name| {
-            namespaces.extend(name);
-            Ok(())
-        })
-        .await?;
+        let namespaces = self.namespace_names().await?;
         if !unserved_ok {
             snapshot.incomplete = self.terminating_definitions(scope).await;
         }
@@ -95,6 +85,22 @@ impl Cluster {
             snapshot.add_namespace(namespace, scope);
         }
         Ok((snapshot, namespaces))
+    }
+
+    /// The names of every namespace the cluster has.
+    pub async fn namespace_names(&self) -> Result<Vec<String>, ListError> {
+        let mut namespaces = Vec::new();
+        let name_of = |ns: Value| {
+            ns.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        self.list_path("/api/v1/namespaces", "namespaces", name_of, &mut |name| {
+            namespaces.extend(name);
+            Ok(())
+        })
+        .await?;
+        Ok(namespaces)
     }
 
     /// The scope's custom resource kinds whose CRD is being deleted on this (source) cluster:

@@ -1,9 +1,13 @@
-//! A LIST page as k8s-sync reads it: each item parsed without its `metadata.managedFields`.
-//! Normalization drops them, and on an object written by server-side apply they are the
-//! largest part of it; never building them saves their parsing and freeing.
+//! Objects as k8s-sync reads them from a server, in LIST pages and watch events: parsed
+//! without their `metadata.managedFields`. Normalization drops them, and on an object written
+//! by server-side apply they are the largest part of it; never building them saves their
+//! parsing and freeing.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{ApiResource, DynamicResourceScope, Resource};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -83,6 +87,86 @@ impl<'de> Visitor<'de> for ObjectVisitor {
     }
 }
 
+/// An object of any kind as a watch brings it: its JSON without managed fields, for
+/// normalization, and the identity kube's watcher reads (name, namespace, resourceVersion).
+/// What `DynamicObject` is to kube's watcher, without building its managed fields as typed
+/// metadata and then copying the whole object into a JSON tree again.
+#[derive(Debug, Clone)]
+pub struct ServedObject {
+    identity: ObjectMeta,
+    value: Value,
+}
+
+impl ServedObject {
+    /// Its name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.identity.name.as_deref()
+    }
+
+    /// Its namespace, if it is namespaced.
+    pub fn namespace(&self) -> Option<&str> {
+        self.identity.namespace.as_deref()
+    }
+
+    /// The object, without its managed fields.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+}
+
+impl<'de> Deserialize<'de> for ServedObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Item(value) = Item::deserialize(deserializer)?;
+        let field = |name: &str| {
+            value
+                .get("metadata")
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let identity = ObjectMeta {
+            name: field("name"),
+            namespace: field("namespace"),
+            resource_version: field("resourceVersion"),
+            ..ObjectMeta::default()
+        };
+        Ok(ServedObject { identity, value })
+    }
+}
+
+impl Resource for ServedObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(resource: &ApiResource) -> Cow<'_, str> {
+        resource.kind.as_str().into()
+    }
+
+    fn group(resource: &ApiResource) -> Cow<'_, str> {
+        resource.group.as_str().into()
+    }
+
+    fn version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.version.as_str().into()
+    }
+
+    fn api_version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.api_version.as_str().into()
+    }
+
+    fn plural(resource: &ApiResource) -> Cow<'_, str> {
+        resource.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.identity
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.identity
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +195,22 @@ mod tests {
         assert!(page.items.is_none());
         let page: Page = serde_json::from_str(r#"{"metadata":{"continue":""}}"#).unwrap();
         assert!(page.items.is_none());
+    }
+
+    #[test]
+    fn a_served_object_keeps_its_identity_and_drops_its_managed_fields() {
+        let object: ServedObject = serde_json::from_str(
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"ns",
+                "resourceVersion":"42","managedFields":[{"manager":"x"}]},"data":{"k":"v"}}"#,
+        )
+        .unwrap();
+        assert_eq!(object.name(), Some("a"));
+        assert_eq!(object.namespace(), Some("ns"));
+        assert_eq!(object.meta().resource_version.as_deref(), Some("42"));
+        assert_eq!(
+            object.into_value(),
+            serde_json::json!({"apiVersion":"v1","kind":"ConfigMap",
+                "metadata":{"name":"a","namespace":"ns","resourceVersion":"42"},"data":{"k":"v"}})
+        );
     }
 }
