@@ -98,6 +98,13 @@ impl InitialListing {
         })
     }
 
+    /// Whether every one of `parts` has started listing (or is done).
+    pub(super) fn started(&self, parts: &[Part]) -> bool {
+        self.lock()
+            .as_ref()
+            .is_some_and(|listed| parts.iter().all(|part| listed.contains_key(part)))
+    }
+
     /// Waits for a listing to make progress (a part done), or for `timeout`.
     pub(super) async fn progressed(&self, timeout: std::time::Duration) {
         let _ = tokio::time::timeout(timeout, self.progress.notified()).await;
@@ -162,6 +169,7 @@ mod tests {
         listing.start(parts[1], "replica");
         listing.add(parts[1], prepared("b"));
         assert!(!listing.complete(&parts));
+        assert!(listing.started(&parts));
         listing.finish(parts[1]);
         assert!(listing.complete(&parts));
         let snapshot = listing.take(&parts).expect("both parts listed");
@@ -192,6 +200,7 @@ mod tests {
         let parts = [(configmaps(), 0), (configmaps(), 1)];
         listing.start(parts[0], "replica");
         listing.finish(parts[0]);
+        assert!(!listing.started(&parts));
         assert!(listing.take(&parts).is_none(), "part 1 never listed");
         assert!(!listing.wanted());
 

@@ -23,6 +23,9 @@ use crate::store;
 /// waits for their listings.
 const LISTING_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// How long the first full pass waits for every watcher of a replica to start its listing.
+const LISTING_START: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Watch {
     /// Runs a full pass whenever the primary's state becomes complete: first at start, then
     /// after every loss of completeness, however short.
@@ -207,8 +210,12 @@ impl Watch {
             .listed_kinds()
             .flat_map(|kind| (0..sources::apis(&client, kind, scope).len()).map(move |i| (kind, i)))
             .collect();
+        let waiting = Instant::now();
         while !replica.listing.complete(&parts) {
-            if !replica.health.is_up() || self.watcher_failing(&replica.name) {
+            // A watcher starts its listing as soon as it runs: one that has not after a while
+            // is not there to list.
+            let unstarted = waiting.elapsed() > LISTING_START && !replica.listing.started(&parts);
+            if unstarted || !replica.health.is_up() || self.watcher_failing(&replica.name) {
                 replica.listing.give_up();
                 return None;
             }
