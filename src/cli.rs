@@ -224,8 +224,8 @@ pub struct ApplyArgs {
 /// How changes are applied.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Requests in flight per replica. The default is where the local API servers' own write
-    /// rate levels off (BENCHMARKS.md, "Scale": 8 and more in flight per server).
+    /// Requests in flight per replica. The default is where the local API servers wrote
+    /// fastest (BENCHMARKS.md, "Scale": 32 in flight per server, of 1 to 32).
     #[arg(long, value_name = "N", default_value_t = k8s_sync::apply::DEFAULT_WORKERS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_count: u16,
     /// Send server-side dry-run requests: the servers validate every change, nothing is

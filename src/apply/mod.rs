@@ -39,9 +39,9 @@ pub struct ApplyOptions {
     pub pending_when_unreachable: bool,
 }
 
-/// Requests in flight per replica unless told otherwise: where the local API servers' own
-/// write rate levels off (BENCHMARKS.md, "Scale").
-pub const DEFAULT_WORKERS: u16 = 8;
+/// Requests in flight per replica unless told otherwise: the best point of the local API
+/// servers' own write rate in every sweep of BENCHMARKS.md, "Scale".
+pub const DEFAULT_WORKERS: u16 = 32;
 
 impl Default for ApplyOptions {
     fn default() -> Self {
