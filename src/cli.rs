@@ -224,8 +224,8 @@ pub struct ApplyArgs {
 /// How changes are applied.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Requests in flight per replica. The default is where the local API servers wrote
-    /// fastest (BENCHMARKS.md, "Scale": 32 in flight per server, of 1 to 32).
+    /// Requests in flight per replica (BENCHMARKS.md, "Scale": more are faster for a large
+    /// fresh apply, up to 32 in flight per server).
     #[arg(long, value_name = "N", default_value_t = k8s_sync::apply::DEFAULT_WORKERS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_count: u16,
     /// Send server-side dry-run requests: the servers validate every change, nothing is

@@ -39,9 +39,10 @@ pub struct ApplyOptions {
     pub pending_when_unreachable: bool,
 }
 
-/// Requests in flight per replica unless told otherwise: the best point of the local API
-/// servers' own write rate in every sweep of BENCHMARKS.md, "Scale".
-pub const DEFAULT_WORKERS: u16 = 32;
+/// Requests in flight per replica unless told otherwise. The local servers wrote fastest at 32
+/// in flight (BENCHMARKS.md, "Scale"), but with 32 workers per replica watch mode came back
+/// from a replica's outage past the outage test's deadline, for reasons not yet found.
+pub const DEFAULT_WORKERS: u16 = 8;
 
 impl Default for ApplyOptions {
     fn default() -> Self {

@@ -3,7 +3,9 @@
 //! Before they watch, the watchers of a replica list every object of the synced kinds there:
 //! the very listing a full pass makes. The first full pass plans from it instead of listing the
 //! replica a second time, which at start would be the largest part of what the servers and
-//! k8s-sync do. Every later pass (a resync, a replica catching up) lists the replica itself:
+//! k8s-sync do. What the watchers see after their listing, until the pass takes it, updates it
+//! (as a reflector's store), so that the pass plans from what the replica holds, however long
+//! the primary takes to be listed. Every later pass (a resync, a replica catching up) lists the replica itself:
 //! by then the watchers' listings are long past.
 
 use std::collections::HashMap;
@@ -12,7 +14,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use crate::kinds::Kind;
-use crate::snapshot::{self, Prepared, Snapshot};
+use crate::snapshot::{self, ObjectRef, Prepared, Snapshot};
 
 /// One watcher of a replica: its kind and the index of its collection (one per namespace of
 /// `--sync-namespaces`).
@@ -78,6 +80,34 @@ impl InitialListing {
             .is_err()
         {
             parts.remove(&part);
+        }
+    }
+
+    /// A change a watcher saw after its listing: the object replaces what the listing holds
+    /// of it, so that the listing stays what the replica holds until the pass takes it.
+    pub(super) fn update(&self, part: Part, prepared: Result<Prepared, snapshot::Error>) {
+        let mut guard = self.lock();
+        let Some(parts) = guard.as_mut() else {
+            return;
+        };
+        let Some(listed) = parts.get_mut(&part) else {
+            return;
+        };
+        if let Ok(Prepared::Object(reference, _)) = &prepared {
+            listed.snapshot.objects.remove(reference);
+        }
+        if prepared
+            .and_then(|prepared| listed.snapshot.add(prepared, None))
+            .is_err()
+        {
+            parts.remove(&part);
+        }
+    }
+
+    /// An object a watcher saw deleted after its listing.
+    pub(super) fn remove(&self, part: Part, reference: &ObjectRef) {
+        if let Some(listed) = self.lock().as_mut().and_then(|p| p.get_mut(&part)) {
+            listed.snapshot.objects.remove(reference);
         }
     }
 
@@ -149,8 +179,12 @@ mod tests {
     }
 
     fn prepared(name: &str) -> Result<Prepared, snapshot::Error> {
+        prepared_with(name, name)
+    }
+
+    fn prepared_with(name: &str, data: &str) -> Result<Prepared, snapshot::Error> {
         let value = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "ns"}, "data": {"k": name}});
+            "metadata": {"name": name, "namespace": "ns"}, "data": {"k": data}});
         let raw = RawObject {
             value,
             origin: "replica".into(),
@@ -221,5 +255,43 @@ mod tests {
             listing.take(&[part]).is_none(),
             "a duplicate spoils the part"
         );
+    }
+
+    #[test]
+    fn changes_after_a_listing_update_it_until_it_is_taken() {
+        let listing = InitialListing::default();
+        let part = (configmaps(), 0);
+        listing.start(part, "replica");
+        listing.add(part, prepared("edited"));
+        listing.add(part, prepared("deleted"));
+        listing.finish(part);
+        let listed_key = |listing: &InitialListing| {
+            let guard = listing.lock();
+            let listed = &guard.as_ref().unwrap()[&part];
+            let (_, entry) = listed
+                .snapshot
+                .objects
+                .iter()
+                .find(|(r, _)| r.name == "edited")
+                .unwrap();
+            entry.change_key
+        };
+        let before = listed_key(&listing);
+        listing.update(part, prepared_with("edited", "by hand"));
+        assert_ne!(
+            listed_key(&listing),
+            before,
+            "the edit replaced the listed copy"
+        );
+        listing.update(part, prepared("new"));
+        let deleted = ObjectRef {
+            kind: configmaps(),
+            namespace: "ns".into(),
+            name: "deleted".into(),
+        };
+        listing.remove(part, &deleted);
+        let snapshot = listing.take(&[part]).unwrap();
+        let names: Vec<_> = snapshot.objects.keys().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["edited", "new"]);
     }
 }

@@ -91,6 +91,12 @@ async fn watch_replica(
             if let Some(reference) = reference_of(kind, &object) {
                 replica.present.note_present(&reference);
             }
+            if replica.listing.wanted() {
+                let raw = to_raw(kind, object.clone(), &replica.name);
+                replica
+                    .listing
+                    .update(part, snapshot::prepare(raw, &watch.pass().scope));
+            }
             watch.on_replica_object(replica, kind, object);
         }
         watcher::Event::InitApply(object) => {
@@ -111,6 +117,7 @@ async fn watch_replica(
                 return;
             };
             replica.present.note_absent(&reference);
+            replica.listing.remove(part, &reference);
             // A copy deleted by hand: bring it back if the primary still has it (the
             // per-object pass waits while the primary's state is not authoritative).
             if watch.state.contains(&reference) || watch.state.authority(kind).is_err() {

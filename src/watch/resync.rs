@@ -193,8 +193,8 @@ impl Watch {
         Ok(report.interrupted == 0)
     }
 
-    /// The replica as its watchers listed it at start, with its namespaces, for the first
-    /// full pass ([`super::listing`]). `None` when that listing is taken already or cannot
+    /// The replica as its watchers listed it at start and saw it since, with its namespaces,
+    /// for the first full pass ([`super::listing`]). `None` when that listing is taken already or cannot
     /// complete (a watcher failed, the replica went down): then the replica is listed.
     async fn first_listing(
         &self,
