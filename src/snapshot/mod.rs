@@ -266,10 +266,8 @@ impl Snapshot {
     pub fn add(&mut self, prepared: Prepared, shared: Option<&Snapshot>) -> Result<(), Error> {
         let (reference, mut entry) = match prepared {
             Prepared::Skipped { label, held } => {
-                if let Some((kind, reason)) = held
-                    && !self.incomplete.iter().any(|(k, _)| *k == kind)
-                {
-                    self.incomplete.push((kind, reason));
+                if let Some(held) = held {
+                    self.note_incomplete(held);
                 }
                 *self.skipped.entry(label).or_default() += 1;
                 return Ok(());
@@ -302,9 +300,7 @@ impl Snapshot {
             *self.skipped.entry(label).or_default() += count;
         }
         for held in other.incomplete {
-            if !self.incomplete.iter().any(|(k, _)| *k == held.0) {
-                self.incomplete.push(held);
-            }
+            self.note_incomplete(held);
         }
         self.unserved.extend(other.unserved);
     }
@@ -316,6 +312,13 @@ impl Snapshot {
             if let Some(same) = shared.objects.get(reference) {
                 entry.share(same);
             }
+        }
+    }
+
+    /// Records a kind whose state here is not complete, once, with the first reason given.
+    fn note_incomplete(&mut self, (kind, reason): (&'static Kind, String)) {
+        if !self.incomplete.iter().any(|(k, _)| *k == kind) {
+            self.incomplete.push((kind, reason));
         }
     }
 

@@ -5,8 +5,8 @@
 //! replica a second time, which at start would be the largest part of what the servers and
 //! k8s-sync do. What the watchers see after their listing, until the pass takes it, updates it
 //! (as a reflector's store), so that the pass plans from what the replica holds, however long
-//! the primary takes to be listed. Every later pass (a resync, a replica catching up) lists the replica itself:
-//! by then the watchers' listings are long past.
+//! the primary takes to be listed. Every later pass (a resync, a replica catching up) lists
+//! the replica itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -68,24 +68,16 @@ impl InitialListing {
     /// An object a watcher listed, prepared. An object no snapshot can hold spoils the part:
     /// the pass lists the replica in full and meets it there.
     pub(super) fn add(&self, part: Part, prepared: Result<Prepared, snapshot::Error>) {
-        let mut guard = self.lock();
-        let Some(parts) = guard.as_mut() else {
-            return;
-        };
-        let Some(listed) = parts.get_mut(&part) else {
-            return;
-        };
-        if prepared
-            .and_then(|prepared| listed.snapshot.add(prepared, None))
-            .is_err()
-        {
-            parts.remove(&part);
-        }
+        self.put(part, prepared, false);
     }
 
     /// A change a watcher saw after its listing: the object replaces what the listing holds
     /// of it, so that the listing stays what the replica holds until the pass takes it.
     pub(super) fn update(&self, part: Part, prepared: Result<Prepared, snapshot::Error>) {
+        self.put(part, prepared, true);
+    }
+
+    fn put(&self, part: Part, prepared: Result<Prepared, snapshot::Error>, replacing: bool) {
         let mut guard = self.lock();
         let Some(parts) = guard.as_mut() else {
             return;
@@ -93,7 +85,7 @@ impl InitialListing {
         let Some(listed) = parts.get_mut(&part) else {
             return;
         };
-        if let Ok(Prepared::Object(reference, _)) = &prepared {
+        if let (true, Ok(Prepared::Object(reference, _))) = (replacing, &prepared) {
             listed.snapshot.objects.remove(reference);
         }
         if prepared
